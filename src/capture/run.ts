@@ -1,0 +1,397 @@
+/**
+ * Capture: a {@link Run} calls step versions loaded from their stored artifacts and records every
+ * call — inputs, output, params, context, timing, status and error — as an execution.
+ *
+ * Hot path: per call, the input and output are canonicalized and hashed once, the execution's
+ * record hash computed, and the record buffered; buffers are committed to the store in batches
+ * (one transaction each), so the cost per execution stays near the floor of the work itself.
+ * `finish()` commits what is buffered; records are also committed every `flushIntervalMs`.
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { ProvenantError, errorMessage } from '../errors.js';
+import { encodeValue, sha256, canonicalize, type ContentHash, type EncodedValue, type JsonValue } from '../hash/canonical.js';
+import { newIdWithBytes, nowUs } from '../ids.js';
+import type {
+  EnvironmentFingerprint,
+  ExecutionContext,
+  ExecutionRecord,
+  FailurePolicy,
+  RecordedError,
+  RunStatus,
+  ValueWrite,
+} from '../store/records.js';
+import type { Store } from '../store/store.js';
+import type { StepSource } from '../step/bundle.js';
+import { prepareStep } from '../step/register.js';
+import type { LoadedStep, StepContext } from '../step/runtime.js';
+import { currentContext } from './context.js';
+import { executionRecordHash } from './record-hash.js';
+import { PROVENANT_VERSION } from '../version.js';
+
+/** Options of {@link startRun}. */
+export interface StartRunOptions {
+  /** The pipeline or job name, shown in listings. */
+  readonly name: string;
+  /** On a step failure: `stop` the run (default) or `dead-letter` the record and go on. */
+  readonly failurePolicy?: FailurePolicy;
+  /** The run's context; merged under the context set with `withContext` at each call. */
+  readonly context?: ExecutionContext;
+  /** What the run processes and how (recorded with the run). Default: `{}`. */
+  readonly options?: JsonValue;
+  /** Folder from which to find the project's package-lock.json for the environment fingerprint. Default: cwd. */
+  readonly projectDir?: string;
+  /** Executions buffered before a commit. Default: 2000. */
+  readonly batchSize?: number;
+  /** Longest time an execution waits in the buffer, in ms. Default: 200. */
+  readonly flushIntervalMs?: number;
+}
+
+/** Where a call's input came from, for stream sources. */
+export interface CallOrigin {
+  readonly streamId: string;
+  readonly offset: number;
+}
+
+/** The outcome of one call: the output, or the recorded failure. */
+export type CallOutcome =
+  | { readonly ok: true; readonly executionId: string; readonly output: unknown; readonly outputHash: ContentHash }
+  | { readonly ok: false; readonly executionId: string; readonly error: RecordedError; readonly deadLettered: boolean };
+
+/** Counts of what a run recorded. */
+export interface RunSummary {
+  readonly runId: string;
+  readonly status: RunStatus;
+  readonly executions: number;
+  readonly failed: number;
+  readonly deadLettered: number;
+  readonly steps: Readonly<Record<string, { readonly executions: number; readonly failed: number; readonly versionHash: string }>>;
+  readonly durationMs: number;
+}
+
+/** A step failed inside a run; the failed execution is recorded before this is thrown. */
+export class StepFailedError extends ProvenantError {
+  readonly executionId: string;
+  readonly stepId: string;
+  constructor(stepId: string, executionId: string, error: RecordedError, deadLettered: boolean, origin?: CallOrigin) {
+    super('STEP_FAILED', `step ${stepId} failed${origin ? ` at ${origin.streamId} offset ${origin.offset}` : ''}: ${error.message}`, {
+      hint: deadLettered
+        ? 'The record was dead-lettered and the run went on; see `provenant executions --status failed`.'
+        : `Inspect it with \`provenant show ${executionId}\`; use the dead-letter policy to go on past bad records.`,
+      context: { stepId, executionId, ...(origin ?? {}) },
+    });
+    this.name = 'StepFailedError';
+    this.executionId = executionId;
+    this.stepId = stepId;
+  }
+}
+
+const EMPTY_PARAMS = Object.freeze({});
+
+/**
+ * Start a capture run in a store.
+ * @example
+ * const run = await startRun(store, { name: 'flights' });
+ * const normalize = await run.step('normalize', { module: './steps/normalize.ts' });
+ * const out = await run.call(normalize, record);
+ * await run.finish();
+ */
+export async function startRun(store: Store, options: StartRunOptions): Promise<Run> {
+  const { id } = newIdWithBytes();
+  const run = new Run(store, id, options);
+  await store.createRun({
+    id,
+    kind: 'capture',
+    name: options.name,
+    startedUs: nowUs(),
+    environment: environmentFingerprint(options.projectDir ?? process.cwd()),
+    failurePolicy: options.failurePolicy ?? 'stop',
+    context: options.context ?? {},
+    options: options.options ?? {},
+  });
+  return run;
+}
+
+/** A capture run. Create with {@link startRun}. */
+export class Run {
+  readonly id: string;
+  readonly store: Store;
+  readonly failurePolicy: FailurePolicy;
+
+  readonly #context: ExecutionContext;
+  readonly #batchSize: number;
+  readonly #startedMs = Date.now();
+  #executions: ExecutionRecord[] = [];
+  #values: ValueWrite[] = [];
+  #deadLetters: { executionId: string; reason: string }[] = [];
+  #commits: Promise<void> = Promise.resolve();
+  #commitError: unknown = undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #ended = false;
+  #stopped: StepFailedError | undefined;
+  readonly #counts = new Map<string, { executions: number; failed: number; versionHash: string }>();
+  #deadLettered = 0;
+  // Hash caches for values that repeat call after call (params, contexts), keyed by identity.
+  readonly #paramsCache = new WeakMap<object, { value: EncodedValue; batch: number }>();
+  #batchNumber = 0;
+  #lastContext: { key: ExecutionContext | undefined; context: ExecutionContext; hash: ContentHash; bytes: Uint8Array } | undefined;
+
+  /** @internal use {@link startRun} */
+  constructor(store: Store, id: string, options: StartRunOptions) {
+    this.store = store;
+    this.id = id;
+    this.failurePolicy = options.failurePolicy ?? 'stop';
+    this.#context = Object.freeze({ ...(options.context ?? {}) });
+    this.#batchSize = options.batchSize ?? 2000;
+    const interval = options.flushIntervalMs ?? 200;
+    this.#timer = setInterval(() => this.#commit(), interval);
+    this.#timer.unref();
+  }
+
+  /** Build, store and register the current code of a step, and load that stored artifact to run. */
+  async step(stepId: string, source: StepSource): Promise<LoadedStep> {
+    return prepareStep(this.store, stepId, source, this.id);
+  }
+
+  /**
+   * Call a step and record the execution. Returns the output.
+   * @throws StepFailedError when the step throws or returns something that cannot be hashed
+   * (the failed execution is recorded first; with the `stop` policy the run stops).
+   */
+  async call(step: LoadedStep, input: unknown, params?: JsonValue, origin?: CallOrigin): Promise<unknown> {
+    const outcome = await this.attempt(step, input, params, origin);
+    if (outcome.ok) return outcome.output;
+    throw new StepFailedError(step.stepId, outcome.executionId, outcome.error, outcome.deadLettered, origin);
+  }
+
+  /**
+   * Call a step and record the execution; a failure is returned as data, not thrown (unless the
+   * run's policy is `stop`, which stops the run and throws).
+   * The step receives the canonical form of its input — exactly the value whose hash is recorded.
+   */
+  async attempt(step: LoadedStep, input: unknown, params: JsonValue = EMPTY_PARAMS, origin?: CallOrigin): Promise<CallOutcome> {
+    this.#checkOpen();
+    const inputValue = encodeValue(input);
+    const paramsValue = this.#encodeParams(params);
+    const context = this.#currentContext();
+    const ids = newIdWithBytes();
+    const stepInput = decodeCanonical(inputValue);
+    const stepParams = decodeCanonical(paramsValue);
+    const stepCtx: StepContext = { stepId: step.stepId, versionHash: step.versionHash, executionId: ids.id, runId: this.id, context: context.context };
+
+    const startedUs = nowUs();
+    let output: EncodedValue | undefined;
+    let failure: RecordedError | undefined;
+    try {
+      const result = await step.fn(stepInput, stepParams, stepCtx);
+      output = encodeValue(result);
+    } catch (err) {
+      failure = toRecordedError(err, step.stepId);
+    }
+    const endedUs = nowUs();
+
+    const values = this.#values;
+    values.push(inputValue);
+    const errorValue = failure === undefined ? undefined : encodeValue(failure);
+    if (output !== undefined) values.push(output);
+    if (errorValue !== undefined) values.push(errorValue);
+    const fields = {
+      id: ids.id,
+      runId: this.id,
+      functionId: step.stepId,
+      functionVersionHash: step.versionHash,
+      inputHashes: [inputValue.hash],
+      inputEncodings: [inputValue.encoding],
+      outputHash: output?.hash ?? null,
+      outputEncoding: output?.encoding ?? 'json',
+      paramsHash: paramsValue.hash,
+      contextHash: context.hash,
+      startedUs,
+      endedUs,
+      status: failure === undefined ? ('ok' as const) : ('failed' as const),
+      errorHash: errorValue?.hash ?? null,
+      streamId: origin?.streamId ?? null,
+      offset: origin?.offset ?? null,
+    };
+    this.#executions.push({ ...fields, context: context.context, recordHash: executionRecordHash(fields) });
+    this.#count(step, failure !== undefined);
+
+    if (failure === undefined && output !== undefined) {
+      if (this.#executions.length >= this.#batchSize) await this.#commitAndWait();
+      return { ok: true, executionId: ids.id, output: decodeCanonical(output), outputHash: output.hash };
+    }
+    const error = failure as RecordedError;
+    if (this.failurePolicy === 'dead-letter') {
+      this.#deadLetters.push({ executionId: ids.id, reason: error.message });
+      this.#deadLettered++;
+      if (this.#executions.length >= this.#batchSize) await this.#commitAndWait();
+      return { ok: false, executionId: ids.id, error, deadLettered: true };
+    }
+    this.#stopped = new StepFailedError(step.stepId, ids.id, error, false, origin);
+    await this.#commitAndWait();
+    return { ok: false, executionId: ids.id, error, deadLettered: false };
+  }
+
+  /** Commit everything buffered so far and wait until it is durable. */
+  async flush(): Promise<void> {
+    await this.#commitAndWait();
+  }
+
+  /**
+   * Commit what is buffered and append the run's end. Status defaults to `stopped` when a step
+   * failed under the `stop` policy, else `completed`.
+   */
+  async finish(status?: RunStatus): Promise<RunSummary> {
+    if (this.#ended) throw new ProvenantError('RUN_CLOSED', `run ${this.id} has already finished`, { context: { runId: this.id } });
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+    await this.#commitAndWait();
+    this.#ended = true;
+    const summary: RunSummary = {
+      runId: this.id,
+      status: status ?? (this.#stopped ? 'stopped' : 'completed'),
+      executions: [...this.#counts.values()].reduce((n, c) => n + c.executions, 0),
+      failed: [...this.#counts.values()].reduce((n, c) => n + c.failed, 0),
+      deadLettered: this.#deadLettered,
+      steps: Object.fromEntries(this.#counts),
+      durationMs: Date.now() - this.#startedMs,
+    };
+    await this.store.endRun({
+      runId: this.id,
+      endedUs: nowUs(),
+      status: summary.status,
+      summary: { executions: summary.executions, failed: summary.failed, deadLettered: summary.deadLettered, steps: summary.steps },
+    });
+    return summary;
+  }
+
+  /** The failure that stopped the run (stop policy), if any. */
+  get stoppedBy(): StepFailedError | undefined {
+    return this.#stopped;
+  }
+
+  #checkOpen(): void {
+    if (this.#ended) throw new ProvenantError('RUN_CLOSED', `run ${this.id} has finished; start a new run`, { context: { runId: this.id } });
+    if (this.#stopped) throw this.#stopped;
+    if (this.#commitError !== undefined) throw this.#commitError;
+  }
+
+  #encodeParams(params: JsonValue): EncodedValue {
+    if (typeof params !== 'object' || params === null) {
+      const value = encodeValue(params);
+      this.#values.push(value);
+      return value;
+    }
+    let cached = this.#paramsCache.get(params);
+    if (cached === undefined) {
+      cached = { value: encodeValue(params), batch: -1 };
+      this.#paramsCache.set(params, cached);
+    }
+    // Params ride along once per batch; the store skips values it already holds.
+    if (cached.batch !== this.#batchNumber) {
+      cached.batch = this.#batchNumber;
+      this.#values.push(cached.value);
+    }
+    return cached.value;
+  }
+
+  #currentContext(): { context: ExecutionContext; hash: ContentHash } {
+    const key = currentContext();
+    const last = this.#lastContext;
+    if (last !== undefined && last.key === key) {
+      return last;
+    }
+    const context: ExecutionContext = key === undefined ? this.#context : Object.freeze({ ...this.#context, ...key });
+    const text = canonicalize(context);
+    const bytes = Buffer.from(text, 'utf8');
+    const entry = { key, context, hash: sha256(bytes), bytes };
+    this.#lastContext = entry;
+    this.#values.push({ hash: entry.hash, bytes });
+    return entry;
+  }
+
+  #count(step: LoadedStep, failed: boolean): void {
+    const key = step.stepId;
+    let c = this.#counts.get(key);
+    if (c === undefined) {
+      c = { executions: 0, failed: 0, versionHash: step.versionHash };
+      this.#counts.set(key, c);
+    }
+    c.executions++;
+    if (failed) c.failed++;
+  }
+
+  /** Hand the buffers to the store; commits run one after another. */
+  #commit(): void {
+    if (this.#executions.length === 0) return;
+    const batch = { executions: this.#executions, values: this.#values, deadLetters: this.#deadLetters };
+    this.#executions = [];
+    this.#values = [];
+    this.#deadLetters = [];
+    // Context and params values ride along with the first batch that needs them after a commit.
+    this.#lastContext = undefined;
+    this.#batchNumber++;
+    this.#commits = this.#commits.then(
+      () => this.store.appendExecutions(batch),
+      () => undefined,
+    );
+    this.#commits.catch((err: unknown) => {
+      this.#commitError ??= new ProvenantError('STORE_BUSY', `run ${this.id}: recording executions failed: ${errorMessage(err)}`, {
+        hint: 'Nothing after the last committed batch was recorded; check the store (disk space, permissions) and run again.',
+        context: { runId: this.id, store: this.store.location },
+        cause: err,
+      });
+    });
+  }
+
+  async #commitAndWait(): Promise<void> {
+    this.#commit();
+    await this.#commits.catch(() => undefined);
+    if (this.#commitError !== undefined) throw this.#commitError;
+  }
+}
+
+function decodeCanonical(value: EncodedValue): unknown {
+  if (value.encoding === 'bytes') return value.bytes;
+  return JSON.parse(Buffer.from(value.bytes.buffer, value.bytes.byteOffset, value.bytes.byteLength).toString('utf8')) as unknown;
+}
+
+function toRecordedError(err: unknown, stepId: string): RecordedError {
+  if (err instanceof Error || (typeof err === 'object' && err !== null && 'message' in err)) {
+    const e = err as Error & { code?: unknown };
+    const recorded: { name: string; message: string; stack?: string; code?: string } = {
+      name: typeof e.name === 'string' ? e.name : 'Error',
+      message: typeof e.message === 'string' ? e.message : String(e.message),
+    };
+    if (typeof e.stack === 'string') recorded.stack = e.stack;
+    if (typeof e.code === 'string') recorded.code = e.code;
+    return recorded;
+  }
+  return { name: 'Error', message: `step ${stepId} threw a non-error value: ${safeString(err)}` };
+}
+
+function safeString(v: unknown): string {
+  try {
+    return typeof v === 'string' ? v : JSON.stringify(v) ?? String(v);
+  } catch {
+    return String(v);
+  }
+}
+
+/** Node version, platform, Provenant version and the hash of the nearest package-lock.json. */
+export function environmentFingerprint(projectDir: string): EnvironmentFingerprint {
+  let lockfileHash: ContentHash | null = null;
+  let dir = resolve(projectDir);
+  for (;;) {
+    try {
+      lockfileHash = sha256(readFileSync(join(dir, 'package-lock.json')));
+      break;
+    } catch {
+      const parent = dirname(dir);
+      if (parent === dir) break;
+      dir = parent;
+    }
+  }
+  return { node: process.version, platform: process.platform, arch: process.arch, provenant: PROVENANT_VERSION, lockfileHash };
+}
+

@@ -1,0 +1,36 @@
+/**
+ * A progress line on standard error for work that takes longer than a second: updated in place on
+ * a terminal, printed every 5 s otherwise (logs stay readable). Silent when `quiet`.
+ */
+export class Progress {
+  readonly #label: string;
+  readonly #quiet: boolean;
+  readonly #started = Date.now();
+  readonly #tty = process.stderr.isTTY === true;
+  #lastPrint = 0;
+  #printed = false;
+
+  constructor(label: string, quiet = false) {
+    this.#label = label;
+    this.#quiet = quiet;
+  }
+
+  /** Report the current count (and an optional detail). Cheap to call often. */
+  update(done: number, detail = ''): void {
+    if (this.#quiet) return;
+    const now = Date.now();
+    const elapsed = now - this.#started;
+    if (elapsed < 1000 || now - this.#lastPrint < (this.#tty ? 200 : 5000)) return;
+    this.#lastPrint = now;
+    const rate = Math.round(done / (elapsed / 1000));
+    const text = `${this.#label}: ${done.toLocaleString('en-US')} records, ${rate.toLocaleString('en-US')}/s${detail ? `, ${detail}` : ''} (${(elapsed / 1000).toFixed(1)} s)`;
+    if (this.#tty) process.stderr.write(`\r\u001b[2K${text}`);
+    else process.stderr.write(`${text}\n`);
+    this.#printed = true;
+  }
+
+  /** End the line (on a terminal). */
+  done(): void {
+    if (this.#printed && this.#tty) process.stderr.write('\n');
+  }
+}

@@ -1,0 +1,51 @@
+/**
+ * Provenant: records how every piece of data in a pipeline was made — the exact code version,
+ * input and output hashes, parameters and context — so any of it can be replayed later.
+ *
+ * @example
+ * import { openStore, startRun } from 'provenant';
+ * const store = await openStore('./.provenant');
+ * const run = await startRun(store, { name: 'flights' });
+ * const normalize = await run.step('normalize', { module: new URL('./steps/normalize.ts', import.meta.url).pathname });
+ * for (const record of records) await run.call(normalize, record);
+ * await run.finish();
+ * await store.close();
+ *
+ * @packageDocumentation
+ */
+export {
+  canonicalize,
+  encodeValue,
+  hashValue,
+  decodeValue,
+  isContentHash,
+  sha256,
+  MAX_DEPTH,
+  type ContentHash,
+  type EncodedValue,
+  type JsonValue,
+  type ValueEncoding,
+} from './hash/canonical.js';
+export {
+  ProvenantError,
+  UnhashableValueError,
+  BlobCorruptError,
+  BlobMissingError,
+  type ErrorCode,
+  type ProvenantErrorOptions,
+} from './errors.js';
+export type { Store, StoreCapabilities, StoreStats, BlobLocation } from './store/store.js';
+export type * from './store/records.js';
+export { openStore, DEFAULT_STORE } from './store/open.js';
+export { SqliteStore, type SqliteStoreOptions } from './store/sqlite/sqlite-store.js';
+export { startRun, Run, StepFailedError, environmentFingerprint, type StartRunOptions, type CallOutcome, type CallOrigin, type RunSummary } from './capture/run.js';
+export { withContext, currentContext } from './capture/context.js';
+export { executionRecordHash, RECORD_FORMAT } from './capture/record-hash.js';
+export { loadStep, type LoadedStep, type StepContext, type StepFunction } from './step/runtime.js';
+export { prepareStep } from './step/register.js';
+export { buildStepArtifact, type StepSource } from './step/bundle.js';
+export { definePipeline, type PipelineDefinition, type PipelineStep } from './pipeline/define.js';
+export { runPipeline, type RunPipelineOptions, type PipelineResult, type PipelineProgress, type SourceRecord } from './pipeline/execute.js';
+export { loadPipelineFile, type LoadedPipeline } from './pipeline/load.js';
+export { readRecords, formatOf, type FileFormat, type ReadRecordsOptions } from './sources/files.js';
+export { PROVENANT_VERSION } from './version.js';

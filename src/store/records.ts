@@ -1,0 +1,162 @@
+/**
+ * The records Provenant keeps, as every store backend returns them. Ids are UUIDv7 strings,
+ * hashes are `sha256:<hex>`, times are integer microseconds since the Unix epoch.
+ */
+import type { ContentHash, JsonValue, ValueEncoding } from '../hash/canonical.js';
+
+/** Who asked, from where, with which rights; carried across async calls and part of every execution. */
+export interface ExecutionContext {
+  /** Where the request came from: `cli`, `http`, `library`, a job name… */
+  readonly source?: string;
+  /** Who asked (a user or service name). */
+  readonly principal?: string;
+  /** Where it ran or was asked from (host, address, region). */
+  readonly location?: string;
+  /** Rights the caller held for this work, e.g. `read:customers/*`. */
+  readonly rights?: readonly string[];
+  /** W3C trace id, to join with tracing systems. */
+  readonly traceId?: string;
+}
+
+/** What the bundler found a step's code to be made of (informational; the hash covers the code itself). */
+export interface StepManifest {
+  /** Artifact format; bumps when the way artifacts are built changes. */
+  readonly format: 'provenant-step/1';
+  /** The step's module, relative to its project root. */
+  readonly module: string;
+  /** The module export that is the step function. */
+  readonly export: string;
+  /** Every local source file bundled in, relative to the project root, with its size. */
+  readonly files: readonly { readonly path: string; readonly bytes: number }[];
+  /** npm packages bundled in, with their exact versions. */
+  readonly packages: readonly { readonly name: string; readonly version: string }[];
+  /** The bundler and its version. */
+  readonly bundler: string;
+}
+
+/** One version of a step: the exact code that runs for it, stored as an artifact (a blob). */
+export interface StepVersion {
+  readonly stepId: string;
+  /** Hash of the artifact's bytes: the step's code identity. */
+  readonly versionHash: ContentHash;
+  readonly manifest: StepManifest;
+  /** When this version was first registered (by the first run that used it). */
+  readonly firstSeenUs: number;
+  readonly firstRunId: string | null;
+}
+
+/** Outcome of an execution. */
+export type ExecutionStatus = 'ok' | 'failed';
+
+/** A failed execution's error, stored as a value. */
+export interface RecordedError {
+  readonly name: string;
+  readonly message: string;
+  readonly stack?: string;
+  readonly code?: string;
+}
+
+/** One call of a step: the provenance record. */
+export interface ExecutionRecord {
+  readonly id: string;
+  readonly runId: string;
+  readonly functionId: string;
+  readonly functionVersionHash: ContentHash;
+  /** Ordered hashes of the inputs. */
+  readonly inputHashes: readonly ContentHash[];
+  /** Encoding of each input (`json` or raw `bytes`), in order. */
+  readonly inputEncodings: readonly ValueEncoding[];
+  /** Null when the step failed. */
+  readonly outputHash: ContentHash | null;
+  readonly outputEncoding: ValueEncoding;
+  readonly paramsHash: ContentHash;
+  readonly contextHash: ContentHash;
+  readonly context: ExecutionContext;
+  readonly startedUs: number;
+  readonly endedUs: number;
+  readonly status: ExecutionStatus;
+  /** Hash of the {@link RecordedError} value, when failed. */
+  readonly errorHash: ContentHash | null;
+  readonly streamId: string | null;
+  readonly offset: number | null;
+  /** Hash of this record's canonical form (see `capture/record-hash.ts`), fixed at capture time. */
+  readonly recordHash: ContentHash;
+}
+
+/** A value to store alongside the records that refer to it. */
+export interface ValueWrite {
+  readonly hash: ContentHash;
+  readonly bytes: Uint8Array;
+}
+
+/** A batch of executions and the values they refer to, committed atomically. */
+export interface ExecutionBatch {
+  readonly executions: readonly ExecutionRecord[];
+  /** Inputs, outputs, params, contexts and errors; duplicates and already-stored ones are skipped. */
+  readonly values: readonly ValueWrite[];
+  /** Executions (by id) that were dead-lettered, with the reason. */
+  readonly deadLetters?: readonly { readonly executionId: string; readonly reason: string }[];
+}
+
+/** What kind of run: a capture now; replays and what-ifs are runs of their own (later). */
+export type RunKind = 'capture' | 'replay' | 'whatif';
+
+/** What the run does when a step fails. */
+export type FailurePolicy = 'stop' | 'dead-letter';
+
+/** Node version, platform and lockfile hash of the process that made a run. */
+export interface EnvironmentFingerprint {
+  readonly node: string;
+  readonly platform: string;
+  readonly arch: string;
+  readonly provenant: string;
+  /** Hash of the project's package-lock.json, or null when none was found. */
+  readonly lockfileHash: ContentHash | null;
+}
+
+/** A run: a capture, a replay or a what-if. */
+export interface RunRecord {
+  readonly id: string;
+  readonly kind: RunKind;
+  /** The pipeline or job name. */
+  readonly name: string;
+  readonly startedUs: number;
+  readonly environment: EnvironmentFingerprint;
+  readonly failurePolicy: FailurePolicy;
+  readonly context: ExecutionContext;
+  /** Free-form canonical JSON describing the run's input and options. */
+  readonly options: JsonValue;
+}
+
+/** How a run ended. */
+export type RunStatus = 'completed' | 'failed' | 'stopped';
+
+/** The end of a run, appended when it finishes (runs are never updated in place). */
+export interface RunEnd {
+  readonly runId: string;
+  readonly endedUs: number;
+  readonly status: RunStatus;
+  readonly summary: JsonValue;
+}
+
+/** A run with its end, if it ended. */
+export interface RunInfo extends RunRecord {
+  readonly end: RunEnd | null;
+}
+
+/** Per step, its versions with counts. */
+export interface StepSummary {
+  readonly stepId: string;
+  readonly versions: readonly (StepVersion & { readonly executions: number; readonly failed: number })[];
+}
+
+/** Filters for listing executions. All optional; results are in id (time) order. */
+export interface ExecutionQuery {
+  readonly stepId?: string;
+  readonly runId?: string;
+  readonly status?: ExecutionStatus;
+  /** Only executions whose id sorts after this one (paging). */
+  readonly afterId?: string;
+  /** At most this many. Default 100. */
+  readonly limit?: number;
+}

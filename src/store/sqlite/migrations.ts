@@ -1,0 +1,109 @@
+/**
+ * Versioned schema migrations of the SQLite backend. Each runs once, in order, inside a
+ * transaction, and is recorded in `schema_migrations`. Never edit a migration that has shipped:
+ * add a new one. A store whose schema is newer than this code knows is refused (STORE_TOO_NEW).
+ *
+ * Compact rows keep metadata small: hashes are 32-byte blobs, execution ids 16-byte UUIDv7,
+ * step versions, runs and contexts are interned as integers.
+ */
+
+/** One schema migration. */
+export interface Migration {
+  readonly version: number;
+  readonly name: string;
+  readonly sql: string;
+}
+
+const appendOnly = (table: string): string => `
+CREATE TRIGGER ${table}_no_update BEFORE UPDATE ON ${table}
+BEGIN SELECT RAISE(ABORT, 'provenant: history is append-only (${table} cannot be updated)'); END;
+CREATE TRIGGER ${table}_no_delete BEFORE DELETE ON ${table}
+BEGIN SELECT RAISE(ABORT, 'provenant: history is append-only (${table} cannot be deleted from)'); END;`;
+
+/** All migrations, in order. */
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'foundation: blobs, steps, runs, executions',
+    sql: `
+CREATE TABLE blobs (
+  hash     BLOB PRIMARY KEY,            -- 32-byte SHA-256 digest
+  size     INTEGER NOT NULL,
+  location INTEGER NOT NULL,            -- 0: bytes inline here, 1: file in the blob folder
+  bytes    BLOB                         -- NULL when location = 1
+) WITHOUT ROWID;
+CREATE TRIGGER blobs_no_update BEFORE UPDATE ON blobs
+BEGIN SELECT RAISE(ABORT, 'provenant: blobs are immutable'); END;
+
+CREATE TABLE step_versions (
+  seq          INTEGER PRIMARY KEY,
+  step_id      TEXT NOT NULL,
+  version_hash BLOB NOT NULL,           -- hash of the artifact (a blob)
+  manifest     TEXT NOT NULL,           -- JSON StepManifest
+  first_seen   INTEGER NOT NULL,        -- epoch microseconds
+  first_run    TEXT,
+  UNIQUE (step_id, version_hash)
+);
+
+CREATE TABLE contexts (
+  seq     INTEGER PRIMARY KEY,
+  hash    BLOB NOT NULL UNIQUE,
+  context TEXT NOT NULL                 -- canonical JSON
+);
+
+CREATE TABLE runs (
+  seq         INTEGER PRIMARY KEY,
+  id          TEXT NOT NULL UNIQUE,
+  kind        TEXT NOT NULL,
+  name        TEXT NOT NULL,
+  started     INTEGER NOT NULL,
+  environment TEXT NOT NULL,
+  policy      TEXT NOT NULL,
+  context     INTEGER NOT NULL REFERENCES contexts(seq),
+  options     TEXT NOT NULL
+);
+
+CREATE TABLE run_ends (
+  run     INTEGER PRIMARY KEY REFERENCES runs(seq),
+  ended   INTEGER NOT NULL,
+  status  TEXT NOT NULL,
+  summary TEXT NOT NULL
+);
+
+CREATE TABLE streams (
+  seq INTEGER PRIMARY KEY,
+  id  TEXT NOT NULL UNIQUE
+);
+
+CREATE TABLE executions (
+  id           BLOB PRIMARY KEY,        -- UUIDv7, 16 bytes, time-ordered
+  run          INTEGER NOT NULL,
+  step_version INTEGER NOT NULL,
+  inputs       BLOB NOT NULL,           -- concatenated 32-byte digests, in order
+  output       BLOB,                    -- digest, NULL when failed
+  params       BLOB NOT NULL,           -- digest of the canonical params
+  context      INTEGER NOT NULL,
+  started      INTEGER NOT NULL,        -- epoch microseconds
+  duration     INTEGER NOT NULL,        -- microseconds
+  status       INTEGER NOT NULL,        -- 0 ok, 1 failed
+  error        BLOB,                    -- digest of the recorded error value
+  encodings    INTEGER NOT NULL,        -- bit 0: output is raw bytes; bit i+1: input i is raw bytes
+  stream       INTEGER,
+  "offset"     INTEGER,
+  record_hash  BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX executions_by_step ON executions (step_version, id);
+CREATE INDEX executions_by_run ON executions (run, id);
+
+CREATE TABLE dead_letters (
+  execution BLOB PRIMARY KEY,
+  run       INTEGER NOT NULL,
+  reason    TEXT NOT NULL
+) WITHOUT ROWID;
+${['step_versions', 'contexts', 'runs', 'run_ends', 'streams', 'executions', 'dead_letters'].map(appendOnly).join('\n')}
+`,
+  },
+];
+
+/** The newest schema version this code knows. */
+export const SCHEMA_VERSION = MIGRATIONS.length;

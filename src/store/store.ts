@@ -1,0 +1,90 @@
+/**
+ * The one asynchronous store interface. Every backend (`sqlite/` now, `postgres/` later) implements
+ * it and passes the same contract suite (`test/store/contract.ts`). Backends differ only in the
+ * {@link StoreCapabilities} they declare, never in behaviour a user can see.
+ *
+ * Rules every backend keeps:
+ * - History is append-only: executions, runs, run ends, step versions and dead letters are
+ *   inserted, never updated or deleted.
+ * - A batch of executions commits atomically together with the values it refers to; a value a
+ *   committed record refers to is never missing after a crash.
+ * - Every blob read is verified against its hash; corrupt bytes are never returned.
+ */
+import type { Readable } from 'node:stream';
+import type { ContentHash } from '../hash/canonical.js';
+import type {
+  ExecutionBatch,
+  ExecutionQuery,
+  ExecutionRecord,
+  RunEnd,
+  RunInfo,
+  RunRecord,
+  StepSummary,
+  StepVersion,
+} from './records.js';
+
+/** What a backend can do, so callers branch on abilities rather than on backend names. */
+export interface StoreCapabilities {
+  /** Several processes may write at once. */
+  readonly concurrentWriters: boolean;
+  /** Blobs above the inline limit live as files in a folder. */
+  readonly fileBlobs: boolean;
+}
+
+/** Where a blob's bytes are kept. */
+export type BlobLocation = 'inline' | 'file';
+
+/** Statistics for `provenant` summaries. */
+export interface StoreStats {
+  readonly executions: number;
+  readonly failedExecutions: number;
+  readonly runs: number;
+  readonly stepVersions: number;
+  readonly blobs: number;
+  readonly blobBytes: number;
+}
+
+/** The store interface every backend implements. */
+export interface Store {
+  /** Human-readable location (a folder path or a connection string without password). */
+  readonly location: string;
+  readonly capabilities: StoreCapabilities;
+
+  // Blobs: content-addressed, deduplicated, verified on read.
+  /** Store bytes; returns their hash. Storing the same bytes twice keeps one copy. */
+  putBlob(bytes: Uint8Array): Promise<ContentHash>;
+  /** Store a stream without holding it whole in memory; returns its hash and size. */
+  putBlobStream(source: Readable | AsyncIterable<Uint8Array>): Promise<{ hash: ContentHash; size: number }>;
+  /** The bytes of a blob, verified. @throws BlobMissingError | BlobCorruptError */
+  getBlob(hash: ContentHash): Promise<Uint8Array>;
+  /** A stream of a blob's bytes; it errors with BlobCorruptError at the end if they do not match. */
+  openBlobStream(hash: ContentHash): Promise<Readable>;
+  hasBlob(hash: ContentHash): Promise<boolean>;
+  /** Where a blob is kept and its size, or undefined when absent. */
+  statBlob(hash: ContentHash): Promise<{ size: number; location: BlobLocation } | undefined>;
+
+  // Steps.
+  /** Record a step version (idempotent: an existing one is returned unchanged). */
+  registerStepVersion(version: StepVersion): Promise<StepVersion>;
+  getStepVersion(stepId: string, versionHash: ContentHash): Promise<StepVersion | undefined>;
+  /** Every step with its versions, oldest first, and how many executions each has. */
+  listSteps(): Promise<StepSummary[]>;
+
+  // Runs.
+  createRun(run: RunRecord): Promise<void>;
+  endRun(end: RunEnd): Promise<void>;
+  getRun(runId: string): Promise<RunInfo | undefined>;
+  listRuns(limit?: number): Promise<RunInfo[]>;
+
+  // Executions.
+  /** Commit executions and their values atomically. */
+  appendExecutions(batch: ExecutionBatch): Promise<void>;
+  getExecution(id: string): Promise<ExecutionRecord | undefined>;
+  listExecutions(query?: ExecutionQuery): Promise<ExecutionRecord[]>;
+  countExecutions(query?: Omit<ExecutionQuery, 'afterId' | 'limit'>): Promise<number>;
+  /** Dead-lettered executions of a run (or of all runs). */
+  listDeadLetters(runId?: string): Promise<{ executionId: string; runId: string; reason: string }[]>;
+
+  stats(): Promise<StoreStats>;
+  close(): Promise<void>;
+}
