@@ -2,16 +2,35 @@
  * Ids: UUIDv7 (RFC 9562), time-ordered, written as canonical lowercase strings and stored as
  * 16 bytes where the backend allows.
  */
-import { uuidv7obj } from 'uuidv7';
+import { randomFillSync } from 'node:crypto';
+import { V7Generator } from 'uuidv7';
+
+/**
+ * Random bits for ids, drawn from the OS CSPRNG 16 KiB at a time rather than one syscall per id
+ * (capture makes an id per execution).
+ */
+class BufferedRandom {
+  readonly #pool = new Uint32Array(4096);
+  #next = this.#pool.length;
+  nextUint32(): number {
+    if (this.#next === this.#pool.length) {
+      randomFillSync(this.#pool);
+      this.#next = 0;
+    }
+    return this.#pool[this.#next++] as number;
+  }
+}
+
+const generator = new V7Generator(new BufferedRandom());
 
 /** A new UUIDv7 as a string. */
 export function newId(): string {
-  return uuidv7obj().toString();
+  return generator.generate().toString();
 }
 
 /** A new UUIDv7 as both its string and its 16 bytes. */
 export function newIdWithBytes(): { id: string; bytes: Uint8Array } {
-  const u = uuidv7obj();
+  const u = generator.generate();
   return { id: u.toString(), bytes: u.bytes };
 }
 

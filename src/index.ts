@@ -38,9 +38,9 @@ export type { Store, StoreCapabilities, StoreStats, BlobLocation } from './store
 export type * from './store/records.js';
 export { openStore, DEFAULT_STORE } from './store/open.js';
 export { SqliteStore, type SqliteStoreOptions } from './store/sqlite/sqlite-store.js';
-export { startRun, Run, StepFailedError, environmentFingerprint, type StartRunOptions, type CallOutcome, type CallOrigin, type RunSummary } from './capture/run.js';
+export { startRun, Run, StepFailedError, CanonicalValue, environmentFingerprint, type StartRunOptions, type CallOutcome, type CallOrigin, type RunSummary } from './capture/run.js';
 export { withContext, currentContext } from './capture/context.js';
-export { executionRecordHash, RECORD_FORMAT } from './capture/record-hash.js';
+export { executionRecordHash, canonicalRecord, RECORD_FORMAT } from './hash/record-hash.js';
 export { loadStep, type LoadedStep, type StepContext, type StepFunction } from './step/runtime.js';
 export { prepareStep } from './step/register.js';
 export { buildStepArtifact, type StepSource } from './step/bundle.js';

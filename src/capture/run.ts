@@ -15,18 +15,16 @@ import { newIdWithBytes, nowUs } from '../ids.js';
 import type {
   EnvironmentFingerprint,
   ExecutionContext,
-  ExecutionRecord,
   FailurePolicy,
   RecordedError,
   RunStatus,
   ValueWrite,
 } from '../store/records.js';
-import type { Store } from '../store/store.js';
+import type { ExecutionBatchBuilder, Store } from '../store/store.js';
 import type { StepSource } from '../step/bundle.js';
 import { prepareStep } from '../step/register.js';
 import type { LoadedStep, StepContext } from '../step/runtime.js';
 import { currentContext } from './context.js';
-import { executionRecordHash } from './record-hash.js';
 import { PROVENANT_VERSION } from '../version.js';
 
 /** Options of {@link startRun}. */
@@ -41,7 +39,7 @@ export interface StartRunOptions {
   readonly options?: JsonValue;
   /** Folder from which to find the project's package-lock.json for the environment fingerprint. Default: cwd. */
   readonly projectDir?: string;
-  /** Executions buffered before a commit. Default: 2000. */
+  /** Executions buffered before a commit. Default: 5000. */
   readonly batchSize?: number;
   /** Longest time an execution waits in the buffer, in ms. Default: 200. */
   readonly flushIntervalMs?: number;
@@ -53,9 +51,43 @@ export interface CallOrigin {
   readonly offset: number;
 }
 
+/**
+ * A value together with its canonical encoding: what a step produced, ready to be the next
+ * step's input without being canonicalized and hashed again.
+ */
+export class CanonicalValue {
+  readonly encoded: EncodedValue;
+  #value: unknown;
+  #decoded: boolean;
+
+  /** @param encoded canonical bytes and hash; @param value the decoded value, when already at hand */
+  constructor(encoded: EncodedValue, ...value: [unknown?]) {
+    this.encoded = encoded;
+    this.#decoded = value.length > 0;
+    this.#value = value[0];
+  }
+
+  /** The decoded canonical value (decoded on first use). */
+  get value(): unknown {
+    if (!this.#decoded) {
+      this.#value = decodeCanonical(this.encoded);
+      this.#decoded = true;
+    }
+    return this.#value;
+  }
+}
+
 /** The outcome of one call: the output, or the recorded failure. */
 export type CallOutcome =
-  | { readonly ok: true; readonly executionId: string; readonly output: unknown; readonly outputHash: ContentHash }
+  | {
+      readonly ok: true;
+      readonly executionId: string;
+      /** The output in canonical form (as the next step or a replay would receive it), decoded on first use. */
+      readonly output: unknown;
+      readonly outputHash: ContentHash;
+      /** The output with its encoding; pass it as the next call's input to skip re-hashing. */
+      readonly canonical: CanonicalValue;
+    }
   | { readonly ok: false; readonly executionId: string; readonly error: RecordedError; readonly deadLettered: boolean };
 
 /** Counts of what a run recorded. */
@@ -87,6 +119,8 @@ export class StepFailedError extends ProvenantError {
 }
 
 const EMPTY_PARAMS = Object.freeze({});
+/** Batches handed to the store and not yet committed, before capture waits. */
+const MAX_BATCHES_IN_FLIGHT = 3;
 
 /**
  * Start a capture run in a store.
@@ -121,10 +155,12 @@ export class Run {
   readonly #context: ExecutionContext;
   readonly #batchSize: number;
   readonly #startedMs = Date.now();
-  #executions: ExecutionRecord[] = [];
-  #values: ValueWrite[] = [];
-  #deadLetters: { executionId: string; reason: string }[] = [];
+  #batch: ExecutionBatchBuilder;
+  /** The last output added to the current batch: a chained step's input is that same value. */
+  #lastOutput: ValueWrite | undefined;
+  readonly #paramsDecoded = new WeakMap<EncodedValue, unknown>();
   #commits: Promise<void> = Promise.resolve();
+  #inFlight: Promise<void>[] = [];
   #commitError: unknown = undefined;
   #timer: NodeJS.Timeout | undefined;
   #ended = false;
@@ -142,7 +178,8 @@ export class Run {
     this.id = id;
     this.failurePolicy = options.failurePolicy ?? 'stop';
     this.#context = Object.freeze({ ...(options.context ?? {}) });
-    this.#batchSize = options.batchSize ?? 2000;
+    this.#batchSize = options.batchSize ?? 5000;
+    this.#batch = store.newBatch();
     const interval = options.flushIntervalMs ?? 200;
     this.#timer = setInterval(() => this.#commit(), interval);
     this.#timer.unref();
@@ -168,15 +205,16 @@ export class Run {
    * Call a step and record the execution; a failure is returned as data, not thrown (unless the
    * run's policy is `stop`, which stops the run and throws).
    * The step receives the canonical form of its input — exactly the value whose hash is recorded.
+   * `input` may be a previous outcome's {@link CanonicalValue}.
    */
   async attempt(step: LoadedStep, input: unknown, params: JsonValue = EMPTY_PARAMS, origin?: CallOrigin): Promise<CallOutcome> {
     this.#checkOpen();
-    const inputValue = encodeValue(input);
+    const inputValue = input instanceof CanonicalValue ? input.encoded : encodeValue(input);
     const paramsValue = this.#encodeParams(params);
     const context = this.#currentContext();
     const ids = newIdWithBytes();
-    const stepInput = decodeCanonical(inputValue);
-    const stepParams = decodeCanonical(paramsValue);
+    const stepInput = input instanceof CanonicalValue ? input.value : decodeCanonical(inputValue);
+    const stepParams = this.#decodedParams(paramsValue);
     const stepCtx: StepContext = { stepId: step.stepId, versionHash: step.versionHash, executionId: ids.id, runId: this.id, context: context.context };
 
     const startedUs = nowUs();
@@ -190,12 +228,14 @@ export class Run {
     }
     const endedUs = nowUs();
 
-    const values = this.#values;
-    values.push(inputValue);
+    this.#pushValue(inputValue);
     const errorValue = failure === undefined ? undefined : encodeValue(failure);
-    if (output !== undefined) values.push(output);
-    if (errorValue !== undefined) values.push(errorValue);
-    const fields = {
+    if (output !== undefined) {
+      this.#pushValue(output);
+      this.#lastOutput = output;
+    }
+    if (errorValue !== undefined) this.#pushValue(errorValue);
+    this.#batch.addExecution({
       id: ids.id,
       runId: this.id,
       functionId: step.stepId,
@@ -212,19 +252,28 @@ export class Run {
       errorHash: errorValue?.hash ?? null,
       streamId: origin?.streamId ?? null,
       offset: origin?.offset ?? null,
-    };
-    this.#executions.push({ ...fields, context: context.context, recordHash: executionRecordHash(fields) });
+      context: context.context,
+    });
     this.#count(step, failure !== undefined);
 
     if (failure === undefined && output !== undefined) {
-      if (this.#executions.length >= this.#batchSize) await this.#commitAndWait();
-      return { ok: true, executionId: ids.id, output: decodeCanonical(output), outputHash: output.hash };
+      if (this.#batch.executionCount >= this.#batchSize) await this.#commitWithBackpressure();
+      const canonical = new CanonicalValue(output);
+      return {
+        ok: true,
+        executionId: ids.id,
+        get output() {
+          return canonical.value;
+        },
+        outputHash: output.hash,
+        canonical,
+      };
     }
     const error = failure as RecordedError;
     if (this.failurePolicy === 'dead-letter') {
-      this.#deadLetters.push({ executionId: ids.id, reason: error.message });
+      this.#batch.addDeadLetter(ids.id, error.message);
       this.#deadLettered++;
-      if (this.#executions.length >= this.#batchSize) await this.#commitAndWait();
+      if (this.#batch.executionCount >= this.#batchSize) await this.#commitWithBackpressure();
       return { ok: false, executionId: ids.id, error, deadLettered: true };
     }
     this.#stopped = new StepFailedError(step.stepId, ids.id, error, false, origin);
@@ -279,7 +328,7 @@ export class Run {
   #encodeParams(params: JsonValue): EncodedValue {
     if (typeof params !== 'object' || params === null) {
       const value = encodeValue(params);
-      this.#values.push(value);
+      this.#pushValue(value);
       return value;
     }
     let cached = this.#paramsCache.get(params);
@@ -290,7 +339,7 @@ export class Run {
     // Params ride along once per batch; the store skips values it already holds.
     if (cached.batch !== this.#batchNumber) {
       cached.batch = this.#batchNumber;
-      this.#values.push(cached.value);
+      this.#pushValue(cached.value);
     }
     return cached.value;
   }
@@ -306,8 +355,23 @@ export class Run {
     const bytes = Buffer.from(text, 'utf8');
     const entry = { key, context, hash: sha256(bytes), bytes };
     this.#lastContext = entry;
-    this.#values.push({ hash: entry.hash, bytes });
+    this.#pushValue(entry);
     return entry;
+  }
+
+  /** Params as the step receives them: decoded once per distinct params and deep-frozen. */
+  #decodedParams(value: EncodedValue): unknown {
+    let decoded = this.#paramsDecoded.get(value);
+    if (decoded === undefined) {
+      decoded = deepFreeze(decodeCanonical(value));
+      this.#paramsDecoded.set(value, decoded);
+    }
+    return decoded;
+  }
+
+  #pushValue(value: ValueWrite): void {
+    if (value === this.#lastOutput) return;
+    this.#batch.addValue(value);
   }
 
   #count(step: LoadedStep, failed: boolean): void {
@@ -321,20 +385,30 @@ export class Run {
     if (failed) c.failed++;
   }
 
+  /**
+   * Commit the buffer without waiting for it, so capture goes on while the store writes; wait
+   * only when more than {@link MAX_BATCHES_IN_FLIGHT} batches are still being committed.
+   */
+  async #commitWithBackpressure(): Promise<void> {
+    this.#commit();
+    while (this.#inFlight.length > MAX_BATCHES_IN_FLIGHT) await this.#inFlight.shift();
+    if (this.#commitError !== undefined) throw this.#commitError;
+  }
+
   /** Hand the buffers to the store; commits run one after another. */
   #commit(): void {
-    if (this.#executions.length === 0) return;
-    const batch = { executions: this.#executions, values: this.#values, deadLetters: this.#deadLetters };
-    this.#executions = [];
-    this.#values = [];
-    this.#deadLetters = [];
+    if (this.#batch.executionCount === 0) return;
+    const batch = this.#batch;
+    this.#batch = this.store.newBatch();
+    this.#lastOutput = undefined;
     // Context and params values ride along with the first batch that needs them after a commit.
     this.#lastContext = undefined;
     this.#batchNumber++;
     this.#commits = this.#commits.then(
-      () => this.store.appendExecutions(batch),
+      () => this.store.commitBatch(batch),
       () => undefined,
     );
+    this.#inFlight.push(this.#commits.catch(() => undefined));
     this.#commits.catch((err: unknown) => {
       this.#commitError ??= new ProvenantError('STORE_BUSY', `run ${this.id}: recording executions failed: ${errorMessage(err)}`, {
         hint: 'Nothing after the last committed batch was recorded; check the store (disk space, permissions) and run again.',
@@ -347,13 +421,23 @@ export class Run {
   async #commitAndWait(): Promise<void> {
     this.#commit();
     await this.#commits.catch(() => undefined);
+    this.#inFlight = [];
     if (this.#commitError !== undefined) throw this.#commitError;
   }
 }
 
 function decodeCanonical(value: EncodedValue): unknown {
+  if (value.text !== undefined) return JSON.parse(value.text) as unknown;
   if (value.encoding === 'bytes') return value.bytes;
   return JSON.parse(Buffer.from(value.bytes.buffer, value.bytes.byteOffset, value.bytes.byteLength).toString('utf8')) as unknown;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
 }
 
 function toRecordedError(err: unknown, stepId: string): RecordedError {

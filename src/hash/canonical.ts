@@ -44,6 +44,25 @@ export interface EncodedValue {
   readonly hash: ContentHash;
   readonly bytes: Uint8Array;
   readonly encoding: ValueEncoding;
+  /** For JSON values, the canonical text whose UTF-8 bytes are `bytes`. */
+  readonly text?: string;
+}
+
+/** A JSON value's canonical text; its UTF-8 bytes are made only when asked for. */
+class CanonicalJson implements EncodedValue {
+  readonly hash: ContentHash;
+  readonly text: string;
+  #bytes: Uint8Array | undefined;
+  constructor(text: string) {
+    this.text = text;
+    this.hash = sha256(text);
+  }
+  get encoding(): ValueEncoding {
+    return 'json';
+  }
+  get bytes(): Uint8Array {
+    return (this.#bytes ??= Buffer.from(this.text, 'utf8'));
+  }
 }
 
 /** True for `Uint8Array` and `Buffer`, from this realm or another (step code runs in its own realm). */
@@ -78,9 +97,7 @@ export function encodeValue(value: unknown): EncodedValue {
   if (isBytes(value)) {
     return { hash: sha256(value), bytes: value, encoding: 'bytes' };
   }
-  const text = canonicalize(value);
-  const bytes = Buffer.from(text, 'utf8');
-  return { hash: sha256(bytes), bytes, encoding: 'json' };
+  return new CanonicalJson(canonicalize(value));
 }
 
 /** The content hash of a value (see {@link encodeValue}). */
@@ -158,18 +175,36 @@ function serializeObject(value: object, depth: number, root: unknown): string {
     throw unhashable(root, value, `${describeObject(value)} cannot be hashed`, hintFor(value));
   }
   const record = value as Record<string, unknown>;
-  const keys = Object.keys(record).sort();
+  const keys = Object.keys(record);
+  if (!isSorted(keys)) keys.sort();
   let out = '{';
   let first = true;
   for (const key of keys) {
     const v = record[key];
     if (v === undefined) continue;
-    if (!key.isWellFormed()) throw unhashable(root, value, 'an object key with a lone surrogate cannot be hashed (not I-JSON)');
     if (!first) out += ',';
     first = false;
-    out += JSON.stringify(key) + ':' + serialize(v, depth + 1, root);
+    out += quotedKey(key, root, value) + serialize(v, depth + 1, root);
   }
   return out + '}';
+}
+
+function isSorted(keys: readonly string[]): boolean {
+  for (let i = 1; i < keys.length; i++) if ((keys[i - 1] as string) > (keys[i] as string)) return false;
+  return true;
+}
+
+// Keys repeat across records: keep their quoted form (with the colon) instead of re-escaping.
+const quotedKeys = new Map<string, string>();
+
+function quotedKey(key: string, root: unknown, owner: object): string {
+  let quoted = quotedKeys.get(key);
+  if (quoted === undefined) {
+    if (!key.isWellFormed()) throw unhashable(root, owner, 'an object key with a lone surrogate cannot be hashed (not I-JSON)');
+    quoted = `${JSON.stringify(key)}:`;
+    if (quotedKeys.size < 10_000) quotedKeys.set(key, quoted);
+  }
+  return quoted;
 }
 
 function describeObject(value: object): string {

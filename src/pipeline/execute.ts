@@ -3,12 +3,14 @@
  * recorded by a capture {@link Run}. A step returning `null` ends that record's path (a filter).
  */
 import { isAbsolute, resolve } from 'node:path';
-import type { JsonValue } from '../hash/canonical.js';
+import { hashValue, type JsonValue } from '../hash/canonical.js';
 import type { ExecutionContext, FailurePolicy } from '../store/records.js';
 import type { Store } from '../store/store.js';
-import { startRun, type RunSummary } from '../capture/run.js';
+import { CanonicalValue, startRun, type RunSummary } from '../capture/run.js';
 import type { LoadedStep } from '../step/runtime.js';
 import type { PipelineDefinition } from './define.js';
+
+const NULL_HASH = hashValue(null);
 
 /** A record from a source, with its position. */
 export interface SourceRecord {
@@ -102,15 +104,15 @@ export async function runPipeline(
           reached = false;
           break;
         }
-        value = outcome.output;
-        if (value === null) {
+        value = outcome.canonical;
+        if (outcome.outputHash === NULL_HASH) {
           reached = false;
           break;
         }
       }
       if (reached) {
         outputs++;
-        if (options.sink) await options.sink(value, record.offset);
+        if (options.sink) await options.sink((value as CanonicalValue).value, record.offset);
       }
       if (options.onProgress && count % every === 0) {
         options.onProgress({ records: count, executions, failed, elapsedMs: Date.now() - started });

@@ -79,19 +79,24 @@ export interface ExecutionRecord {
   readonly errorHash: ContentHash | null;
   readonly streamId: string | null;
   readonly offset: number | null;
-  /** Hash of this record's canonical form (see `capture/record-hash.ts`), fixed at capture time. */
+  /** Hash of this record's canonical form (see `hash/record-hash.ts`), computed when it was committed. */
   readonly recordHash: ContentHash;
 }
+
+/** An execution as handed to the store; the store computes and keeps its record hash on commit. */
+export type ExecutionWrite = Omit<ExecutionRecord, 'recordHash'>;
 
 /** A value to store alongside the records that refer to it. */
 export interface ValueWrite {
   readonly hash: ContentHash;
   readonly bytes: Uint8Array;
+  /** When present, the value's bytes are this text's UTF-8 (saves making the bytes). */
+  readonly text?: string;
 }
 
 /** A batch of executions and the values they refer to, committed atomically. */
 export interface ExecutionBatch {
-  readonly executions: readonly ExecutionRecord[];
+  readonly executions: readonly ExecutionWrite[];
   /** Inputs, outputs, params, contexts and errors; duplicates and already-stored ones are skipped. */
   readonly values: readonly ValueWrite[];
   /** Executions (by id) that were dead-lettered, with the reason. */

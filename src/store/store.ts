@@ -14,6 +14,8 @@ import type { Readable } from 'node:stream';
 import type { ContentHash } from '../hash/canonical.js';
 import type {
   ExecutionBatch,
+  ExecutionWrite,
+  ValueWrite,
   ExecutionQuery,
   ExecutionRecord,
   RunEnd,
@@ -33,6 +35,25 @@ export interface StoreCapabilities {
 
 /** Where a blob's bytes are kept. */
 export type BlobLocation = 'inline' | 'file';
+
+/**
+ * A batch being filled by capture, in the backend's own form: each execution and value is encoded
+ * as it is added, so that nothing per execution is held until the commit. Commit it with
+ * {@link Store.commitBatch} of the store that created it.
+ */
+export interface ExecutionBatchBuilder {
+  /** Executions added so far. */
+  readonly executionCount: number;
+  /** Add a value that executions in this batch refer to (duplicates are skipped on commit). */
+  addValue(value: ValueWrite): void;
+  /**
+   * Add an execution. Ids and hashes are validated no later than the commit: a malformed one
+   * makes {@link Store.commitBatch} refuse the whole batch with INPUT_INVALID.
+   */
+  addExecution(execution: ExecutionWrite): void;
+  /** Mark an execution already in this batch as dead-lettered. */
+  addDeadLetter(executionId: string, reason: string): void;
+}
 
 /** Statistics for `provenant` summaries. */
 export interface StoreStats {
@@ -79,6 +100,10 @@ export interface Store {
   // Executions.
   /** Commit executions and their values atomically. */
   appendExecutions(batch: ExecutionBatch): Promise<void>;
+  /** A new, empty batch to fill and then {@link commitBatch}. */
+  newBatch(): ExecutionBatchBuilder;
+  /** Commit a batch from {@link newBatch} atomically; resolves when it is durable. */
+  commitBatch(batch: ExecutionBatchBuilder): Promise<void>;
   getExecution(id: string): Promise<ExecutionRecord | undefined>;
   listExecutions(query?: ExecutionQuery): Promise<ExecutionRecord[]>;
   countExecutions(query?: Omit<ExecutionQuery, 'afterId' | 'limit'>): Promise<number>;

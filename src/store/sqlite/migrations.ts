@@ -26,12 +26,15 @@ export const MIGRATIONS: readonly Migration[] = [
     version: 1,
     name: 'foundation: blobs, steps, runs, executions',
     sql: `
+-- Rows append in insertion order; the unique index on the digest is what is searched.
+-- (Keyed directly by the random digest, every insert would land on a random page of a large table.)
 CREATE TABLE blobs (
-  hash     BLOB PRIMARY KEY,            -- 32-byte SHA-256 digest
+  seq      INTEGER PRIMARY KEY,
+  hash     BLOB NOT NULL UNIQUE,        -- 32-byte SHA-256 digest
   size     INTEGER NOT NULL,
   location INTEGER NOT NULL,            -- 0: bytes inline here, 1: file in the blob folder
   bytes    BLOB                         -- NULL when location = 1
-) WITHOUT ROWID;
+);
 CREATE TRIGGER blobs_no_update BEFORE UPDATE ON blobs
 BEGIN SELECT RAISE(ABORT, 'provenant: blobs are immutable'); END;
 

@@ -14,11 +14,17 @@
  *   upgrading read locks to write locks.
  * - Large blobs are written (fsync, rename, fsync folder) before the transaction that refers to
  *   them commits: no committed record can point at a missing file.
+ * - Batches of executions are packed into one buffer and committed by a writer thread with its
+ *   own connection (`writer-thread.ts`), in order, so capture hashes on one core while SQLite
+ *   writes on the other. `appendExecutions` resolves once the batch is committed. Everything else
+ *   uses the main connection; `busy_timeout` covers the rare overlap of the two writers.
  */
 import Database from 'better-sqlite3';
 import { mkdirSync, existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import { FileBlobs } from '../../blob/file-blobs.js';
 import { BlobCorruptError, BlobMissingError, ProvenantError } from '../../errors.js';
 import {
@@ -30,6 +36,8 @@ import {
   type ValueEncoding,
 } from '../../hash/canonical.js';
 import { uuidFromBytes, uuidToBytes } from '../../ids.js';
+import { BatchApplier, configureConnection } from './apply-batch.js';
+import { LOCATION_FILE, LOCATION_INLINE, PackedBatchBuilder, packBatch, type PackedBatch } from './packed-batch.js';
 import type {
   ExecutionBatch,
   ExecutionContext,
@@ -42,7 +50,7 @@ import type {
   StepSummary,
   StepVersion,
 } from '../records.js';
-import type { BlobLocation, Store, StoreCapabilities, StoreStats } from '../store.js';
+import type { BlobLocation, ExecutionBatchBuilder, Store, StoreCapabilities, StoreStats } from '../store.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
 
 /** Options of {@link SqliteStore.open}. */
@@ -51,14 +59,14 @@ export interface SqliteStoreOptions {
   readonly create?: boolean;
   /** Blobs up to this many bytes live inside SQLite; larger ones are files. Default: 64 KiB. */
   readonly inlineBlobMaxBytes?: number;
+  /** Commit execution batches on a writer thread. Default: true. */
+  readonly writerThread?: boolean;
 }
 
 /** File name of the SQLite database inside a store folder. */
 export const DATABASE_FILE = 'provenant.db';
 
 const DEFAULT_INLINE_MAX = 64 * 1024;
-const LOCATION_INLINE = 0;
-const LOCATION_FILE = 1;
 
 interface ExecutionRow {
   id: Buffer;
@@ -117,18 +125,19 @@ export class SqliteStore implements Store {
   readonly #db: Database.Database;
   readonly #files: FileBlobs;
   readonly #inlineMax: number;
-  readonly #runSeq = new Map<string, number>();
-  readonly #stepSeq = new Map<string, number>();
-  readonly #contextSeq = new Map<string, number>();
-  readonly #streamSeq = new Map<string, number>();
+  readonly #applier: BatchApplier;
+  readonly #writer: WriterThread | undefined;
   readonly #stmt: ReturnType<typeof prepareStatements>;
 
-  private constructor(dir: string, db: Database.Database, inlineMax: number) {
+  private constructor(dir: string, db: Database.Database, inlineMax: number, writerThread: boolean) {
     this.location = dir;
     this.#db = db;
     this.#inlineMax = inlineMax;
     this.#files = new FileBlobs(join(dir, 'blobs'), join(dir, 'tmp'));
     this.#stmt = prepareStatements(db);
+    this.#applier = new BatchApplier(db, dir);
+    const script = writerThread ? writerScript() : undefined;
+    this.#writer = script === undefined ? undefined : new WriterThread(script, join(dir, DATABASE_FILE), dir);
   }
 
   /**
@@ -150,15 +159,13 @@ export class SqliteStore implements Store {
     }
     const db = new Database(file);
     try {
-      db.pragma('journal_mode = WAL');
-      db.pragma('synchronous = NORMAL');
-      db.pragma('busy_timeout = 5000');
+      configureConnection(db);
       migrate(db, root);
     } catch (err) {
       db.close();
       throw err;
     }
-    return new SqliteStore(root, db, options.inlineBlobMaxBytes ?? DEFAULT_INLINE_MAX);
+    return new SqliteStore(root, db, options.inlineBlobMaxBytes ?? DEFAULT_INLINE_MAX, options.writerThread ?? true);
   }
 
   /** Path of the SQLite database file. */
@@ -175,7 +182,13 @@ export class SqliteStore implements Store {
 
   async putBlob(bytes: Uint8Array): Promise<ContentHash> {
     const hash = sha256(bytes);
-    await this.#writeValues([{ hash, bytes }], () => undefined);
+    const size = bytes.byteLength;
+    if (size > this.#inlineMax) {
+      await this.#files.write(hash, bytes);
+      this.#stmt.insertBlob.run(hashToBytes(hash), size, LOCATION_FILE, null);
+    } else {
+      this.#stmt.insertBlob.run(hashToBytes(hash), size, LOCATION_INLINE, bytes);
+    }
     return hash;
   }
 
@@ -253,7 +266,8 @@ export class SqliteStore implements Store {
   // ---- runs -----------------------------------------------------------------------------
 
   async createRun(run: RunRecord): Promise<void> {
-    const context = this.#internContext(run.context);
+    const json = canonicalize(run.context);
+    const context = this.#applier.internContext(sha256(json), json);
     this.#stmt.insertRun.run(
       run.id,
       run.kind,
@@ -268,7 +282,10 @@ export class SqliteStore implements Store {
 
   async endRun(end: RunEnd): Promise<void> {
     try {
-      this.#stmt.insertRunEnd.run(this.#requireRun(end.runId), end.endedUs, end.status, canonicalize(end.summary));
+      const { changes } = this.#stmt.insertRunEnd.run(end.endedUs, end.status, canonicalize(end.summary), end.runId);
+      if (changes === 0) {
+        throw new ProvenantError('NOT_FOUND', `run ${end.runId} does not exist in ${this.location}`, { context: { runId: end.runId } });
+      }
     } catch (err) {
       if (isConstraint(err)) {
         throw new ProvenantError('RUN_CLOSED', `run ${end.runId} has already ended`, { context: { runId: end.runId } });
@@ -289,36 +306,24 @@ export class SqliteStore implements Store {
   // ---- executions -----------------------------------------------------------------------
 
   async appendExecutions(batch: ExecutionBatch): Promise<void> {
-    const stmt = this.#stmt;
-    await this.#writeValues(batch.values, () => {
-      for (const e of batch.executions) {
-        const inputs =
-          e.inputHashes.length === 1 ? hashToBytes(e.inputHashes[0] as string) : Buffer.concat(e.inputHashes.map(hashToBytes));
-        stmt.insertExecution.run(
-          uuidToBytes(e.id),
-          this.#requireRun(e.runId),
-          this.#requireStepVersion(e.functionId, e.functionVersionHash),
-          inputs,
-          e.outputHash === null ? null : hashToBytes(e.outputHash),
-          hashToBytes(e.paramsHash),
-          this.#internContext(e.context, e.contextHash),
-          e.startedUs,
-          e.endedUs - e.startedUs,
-          e.status === 'ok' ? 0 : 1,
-          e.errorHash === null ? null : hashToBytes(e.errorHash),
-          encodeEncodings(e.outputEncoding, e.inputEncodings),
-          e.streamId === null ? null : this.#internStream(e.streamId),
-          e.offset,
-          hashToBytes(e.recordHash),
-        );
-      }
-      for (const d of batch.deadLetters ?? []) {
-        const runId = batch.executions.find((e) => e.id === d.executionId)?.runId;
-        if (runId === undefined) throw new TypeError(`dead letter ${d.executionId} is not in its batch`);
-        stmt.insertDeadLetter.run(uuidToBytes(d.executionId), this.#requireRun(runId), d.reason);
-      }
-    });
+    if (batch.executions.length === 0 && batch.values.length === 0) return;
+    await this.commitBatch(packBatch(batch, this.#isFile, canonicalize));
   }
+
+  newBatch(): PackedBatchBuilder {
+    return new PackedBatchBuilder(this.#isFile, canonicalize);
+  }
+
+  async commitBatch(batch: ExecutionBatchBuilder): Promise<void> {
+    if (!(batch instanceof PackedBatchBuilder)) throw new TypeError('commitBatch takes a batch made by this store\'s newBatch()');
+    // Large values are durable files before any record that refers to them commits.
+    for (const v of batch.fileValues) await this.#files.write(v.hash, v.bytes);
+    const packed = batch.finish();
+    if (this.#writer !== undefined) await this.#writer.apply(packed);
+    else this.#applier.apply(packed);
+  }
+
+  readonly #isFile = (size: number): boolean => size > this.#inlineMax;
 
   async getExecution(id: string): Promise<ExecutionRecord | undefined> {
     let key: Buffer;
@@ -373,35 +378,11 @@ export class SqliteStore implements Store {
   }
 
   async close(): Promise<void> {
+    await this.#writer?.close();
     if (this.#db.open) this.#db.close();
   }
 
   // ---- internals ------------------------------------------------------------------------
-
-  /** Write large values as files first, then small values and `then` in one transaction. */
-  async #writeValues(values: ExecutionBatch['values'], then: () => void): Promise<void> {
-    const large = values.filter((v) => v.bytes.byteLength > this.#inlineMax);
-    for (const v of large) await this.#files.write(v.hash, v.bytes);
-    const insertBlob = this.#stmt.insertBlob;
-    const inlineMax = this.#inlineMax;
-    try {
-      this.#db
-        .transaction(() => {
-          for (const v of values) {
-            const size = v.bytes.byteLength;
-            if (size > inlineMax) insertBlob.run(hashToBytes(v.hash), size, LOCATION_FILE, null);
-            else insertBlob.run(hashToBytes(v.hash), size, LOCATION_INLINE, v.bytes);
-          }
-          then();
-        })
-        .immediate();
-    } catch (err) {
-      // Rows interned inside the rolled-back transaction are gone: forget their cached numbers.
-      this.#contextSeq.clear();
-      this.#streamSeq.clear();
-      throw err;
-    }
-  }
 
   #executionFilter(query: Omit<ExecutionQuery, 'afterId' | 'limit'>): { where: string[]; args: unknown[] } {
     const where: string[] = [];
@@ -421,58 +402,6 @@ export class SqliteStore implements Store {
     return { where, args };
   }
 
-  #requireRun(runId: string): number {
-    let seq = this.#runSeq.get(runId);
-    if (seq === undefined) {
-      const row = this.#stmt.getRunSeq.get(runId) as { seq: number } | undefined;
-      if (row === undefined) {
-        throw new ProvenantError('NOT_FOUND', `run ${runId} does not exist in ${this.location}`, { context: { runId } });
-      }
-      seq = row.seq;
-      this.#runSeq.set(runId, seq);
-    }
-    return seq;
-  }
-
-  #requireStepVersion(stepId: string, versionHash: ContentHash): number {
-    const key = `${stepId}\u0000${versionHash}`;
-    let seq = this.#stepSeq.get(key);
-    if (seq === undefined) {
-      const row = this.#stmt.getStepVersionSeq.get(stepId, hashToBytes(versionHash)) as { seq: number } | undefined;
-      if (row === undefined) {
-        throw new ProvenantError('STEP_NOT_FOUND', `step ${stepId} version ${versionHash} is not registered in ${this.location}`, {
-          hint: 'Register the step version before recording executions of it.',
-          context: { stepId, versionHash },
-        });
-      }
-      seq = row.seq;
-      this.#stepSeq.set(key, seq);
-    }
-    return seq;
-  }
-
-  #internContext(context: ExecutionContext, knownHash?: ContentHash): number {
-    const text = knownHash === undefined ? canonicalize(context) : undefined;
-    const hash = knownHash ?? sha256(text as string);
-    let seq = this.#contextSeq.get(hash);
-    if (seq === undefined) {
-      const key = hashToBytes(hash);
-      this.#stmt.insertContext.run(key, text ?? canonicalize(context));
-      seq = (this.#stmt.getContextSeq.get(key) as { seq: number }).seq;
-      this.#contextSeq.set(hash, seq);
-    }
-    return seq;
-  }
-
-  #internStream(streamId: string): number {
-    let seq = this.#streamSeq.get(streamId);
-    if (seq === undefined) {
-      this.#stmt.insertStream.run(streamId);
-      seq = (this.#stmt.getStreamSeq.get(streamId) as { seq: number }).seq;
-      this.#streamSeq.set(streamId, seq);
-    }
-    return seq;
-  }
 }
 
 function prepareStatements(db: Database.Database) {
@@ -484,30 +413,19 @@ function prepareStatements(db: Database.Database) {
       'INSERT INTO step_versions (step_id, version_hash, manifest, first_seen, first_run) VALUES (?, ?, ?, ?, ?)',
     ),
     getStepVersion: db.prepare('SELECT * FROM step_versions WHERE step_id = ? AND version_hash = ?'),
-    getStepVersionSeq: db.prepare('SELECT seq FROM step_versions WHERE step_id = ? AND version_hash = ?'),
     listStepVersions: db.prepare(`
       SELECT sv.*, coalesce(c.n, 0) AS executions, coalesce(c.failed, 0) AS failed
       FROM step_versions sv
       LEFT JOIN (SELECT step_version, count(*) AS n, sum(status) AS failed FROM executions GROUP BY step_version) c
         ON c.step_version = sv.seq
       ORDER BY sv.step_id, sv.first_seen, sv.seq`),
-    insertContext: db.prepare('INSERT OR IGNORE INTO contexts (hash, context) VALUES (?, ?)'),
-    getContextSeq: db.prepare('SELECT seq FROM contexts WHERE hash = ?'),
-    insertStream: db.prepare('INSERT OR IGNORE INTO streams (id) VALUES (?)'),
-    getStreamSeq: db.prepare('SELECT seq FROM streams WHERE id = ?'),
     insertRun: db.prepare(
       'INSERT INTO runs (id, kind, name, started, environment, policy, context, options) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
     ),
-    getRunSeq: db.prepare('SELECT seq FROM runs WHERE id = ?'),
-    insertRunEnd: db.prepare('INSERT INTO run_ends (run, ended, status, summary) VALUES (?, ?, ?, ?)'),
+    insertRunEnd: db.prepare('INSERT INTO run_ends (run, ended, status, summary) SELECT seq, ?, ?, ? FROM runs WHERE id = ?'),
     getRun: db.prepare(`${RUN_SELECT} WHERE r.id = ?`),
     listRuns: db.prepare(`${RUN_SELECT} ORDER BY r.seq DESC LIMIT ?`),
-    insertExecution: db.prepare(`
-      INSERT INTO executions (id, run, step_version, inputs, output, params, context, started, duration,
-                              status, error, encodings, stream, "offset", record_hash)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
     getExecution: db.prepare(`${EXECUTION_SELECT} WHERE e.id = ?`),
-    insertDeadLetter: db.prepare('INSERT INTO dead_letters (execution, run, reason) VALUES (?, ?, ?)'),
   };
 }
 
@@ -570,12 +488,6 @@ function toRunInfo(row: RunRow): RunInfo {
   };
 }
 
-function encodeEncodings(output: ValueEncoding, inputs: readonly ValueEncoding[]): number {
-  let bits = output === 'bytes' ? 1 : 0;
-  for (let i = 0; i < inputs.length; i++) if (inputs[i] === 'bytes') bits |= 1 << (i + 1);
-  return bits;
-}
-
 function toExecution(row: ExecutionRow): ExecutionRecord {
   const inputHashes: ContentHash[] = [];
   const inputEncodings: ValueEncoding[] = [];
@@ -607,4 +519,79 @@ function toExecution(row: ExecutionRow): ExecutionRecord {
 
 function isConstraint(err: unknown): boolean {
   return typeof err === 'object' && err !== null && String((err as { code?: unknown }).code).startsWith('SQLITE_CONSTRAINT');
+}
+
+/** The writer thread's script, next to this module when built; undefined when running from source without a build. */
+function writerScript(): URL | undefined {
+  const built = new URL('./writer-thread.js', import.meta.url);
+  if (existsSync(fileURLToPath(built))) return built;
+  const fromSource = new URL('../../../dist/store/sqlite/writer-thread.js', import.meta.url);
+  return existsSync(fileURLToPath(fromSource)) ? fromSource : undefined;
+}
+
+/** The main-thread side of the writer thread: sends packed batches in order, awaits each commit. */
+class WriterThread {
+  readonly #worker: Worker;
+  readonly #pending = new Map<number, { resolve: () => void; reject: (err: unknown) => void }>();
+  #next = 1;
+  #broken: ProvenantError | undefined;
+
+  constructor(script: URL, databasePath: string, location: string) {
+    this.#worker = new Worker(script, { workerData: { databasePath, location } });
+    this.#worker.unref();
+    this.#worker.on('message', (msg: { id: number; error?: { code?: string; message: string; hint?: string; context?: Record<string, unknown> } }) => {
+      const p = this.#pending.get(msg.id);
+      if (p === undefined) return;
+      this.#settled(msg.id);
+      if (msg.error === undefined) p.resolve();
+      else
+        p.reject(
+          new ProvenantError((msg.error.code ?? 'STORE_BUSY') as ConstructorParameters<typeof ProvenantError>[0], msg.error.message, {
+            ...(msg.error.hint === undefined ? {} : { hint: msg.error.hint }),
+            context: msg.error.context ?? { store: location },
+          }),
+        );
+    });
+    const fail = (why: string) => {
+      this.#broken = new ProvenantError('STORE_BUSY', `the store's writer thread stopped (${why}); batches not yet committed were not recorded`, {
+        hint: 'Reopen the store and run again; committed records are intact.',
+        context: { store: location },
+      });
+      for (const [id, p] of this.#pending) {
+        this.#settled(id);
+        p.reject(this.#broken);
+      }
+    };
+    this.#worker.on('error', (err) => fail(err.message));
+    this.#worker.on('exit', (code) => {
+      if (this.#pending.size > 0 || this.#broken === undefined) fail(`exit code ${code}`);
+    });
+  }
+
+  /** Commit a packed batch on the writer thread; resolves when it is committed. */
+  apply(batch: PackedBatch): Promise<void> {
+    return this.#send({ batch }, [batch.body]);
+  }
+
+  async close(): Promise<void> {
+    if (this.#broken !== undefined) return;
+    await this.#send({ close: true }, []);
+    this.#broken = new ProvenantError('STORE_BUSY', 'the store is closed', {});
+    await this.#worker.terminate();
+  }
+
+  #send(msg: { batch?: PackedBatch; close?: true }, transfer: ArrayBuffer[]): Promise<void> {
+    if (this.#broken !== undefined) return Promise.reject(this.#broken);
+    const id = this.#next++;
+    return new Promise<void>((resolve, reject) => {
+      if (this.#pending.size === 0) this.#worker.ref();
+      this.#pending.set(id, { resolve, reject });
+      this.#worker.postMessage({ id, ...msg }, transfer);
+    });
+  }
+
+  #settled(id: number): void {
+    this.#pending.delete(id);
+    if (this.#pending.size === 0) this.#worker.unref();
+  }
 }

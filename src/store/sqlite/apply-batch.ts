@@ -1,0 +1,152 @@
+/**
+ * Applying a packed batch to a SQLite connection in one `BEGIN IMMEDIATE` transaction: the
+ * executions, their values and dead letters commit together or not at all. Used on the writer
+ * thread's own connection, or on the main connection when the store runs without a writer thread.
+ */
+import type Database from 'better-sqlite3';
+import { ProvenantError } from '../../errors.js';
+import { hashToBytes } from '../../hash/canonical.js';
+import { type PackedBatch, unpackBatch } from './packed-batch.js';
+
+/** Pragmas every connection to a store uses (see sqlite-store.ts for the model). */
+export function configureConnection(db: Database.Database): void {
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = NORMAL');
+  db.pragma('busy_timeout = 5000');
+  db.pragma('cache_size = -262144');
+  db.pragma('mmap_size = 1073741824');
+  db.pragma('wal_autocheckpoint = 10000');
+}
+
+/** Writes packed batches through one connection, interning runs, steps, contexts and streams. */
+export class BatchApplier {
+  readonly #db: Database.Database;
+  readonly #location: string;
+  readonly #runSeq = new Map<string, number>();
+  readonly #stepSeq = new Map<string, number>();
+  readonly #contextSeq = new Map<string, number>();
+  readonly #streamSeq = new Map<string, number>();
+  readonly #stmt;
+
+  constructor(db: Database.Database, location: string) {
+    this.#db = db;
+    this.#location = location;
+    this.#stmt = {
+      insertBlob: db.prepare('INSERT OR IGNORE INTO blobs (hash, size, location, bytes) VALUES (?, ?, ?, ?)'),
+      insertExecution: db.prepare(`
+        INSERT INTO executions (id, run, step_version, inputs, output, params, context, started, duration,
+                                status, error, encodings, stream, "offset", record_hash)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+      insertDeadLetter: db.prepare('INSERT INTO dead_letters (execution, run, reason) VALUES (?, ?, ?)'),
+      getRunSeq: db.prepare('SELECT seq FROM runs WHERE id = ?'),
+      getStepVersionSeq: db.prepare('SELECT seq FROM step_versions WHERE step_id = ? AND version_hash = ?'),
+      insertContext: db.prepare('INSERT OR IGNORE INTO contexts (hash, context) VALUES (?, ?)'),
+      getContextSeq: db.prepare('SELECT seq FROM contexts WHERE hash = ?'),
+      insertStream: db.prepare('INSERT OR IGNORE INTO streams (id) VALUES (?)'),
+      getStreamSeq: db.prepare('SELECT seq FROM streams WHERE id = ?'),
+    };
+  }
+
+  /** Commit packed batches atomically, all in one transaction (each batch whole or none). */
+  apply(...batches: PackedBatch[]): void {
+    try {
+      this.#db
+        .transaction(() => {
+          for (const batch of batches) this.#write(batch);
+        })
+        .immediate();
+    } catch (err) {
+      // Rows interned inside the rolled-back transaction are gone: forget their cached numbers.
+      this.#contextSeq.clear();
+      this.#streamSeq.clear();
+      throw err;
+    }
+  }
+
+  #write(batch: PackedBatch): void {
+    const { values, executions, deadLetters } = unpackBatch(batch);
+    const d = batch.dictionary;
+    const s = this.#stmt;
+    const runs = d.runs.map((r) => this.#requireRun(r));
+    const steps = d.steps.map(([id, v]) => this.#requireStepVersion(id, v));
+    const contexts = d.contexts.map(([h, json]) => this.internContext(h, json));
+    const streams = d.streams.map((id) => this.#internStream(id));
+    for (const v of values) s.insertBlob.run(v.digest, v.size, v.location, v.bytes);
+    for (const e of executions) {
+      s.insertExecution.run(
+        e.id,
+        runs[e.run],
+        steps[e.step],
+        e.inputs,
+        e.output,
+        e.params,
+        contexts[e.context],
+        e.started,
+        e.duration,
+        e.status,
+        e.error,
+        e.encodings,
+        e.stream < 0 ? null : streams[e.stream],
+        e.offset,
+        e.recordHash,
+      );
+    }
+    for (const dl of deadLetters) {
+      const e = executions[dl.execution];
+      if (e === undefined) throw new TypeError('dead letter refers outside its batch');
+      s.insertDeadLetter.run(e.id, runs[e.run], d.reasons[dl.reason]);
+    }
+  }
+
+  #requireRun(runId: string): number {
+    let seq = this.#runSeq.get(runId);
+    if (seq === undefined) {
+      const row = this.#stmt.getRunSeq.get(runId) as { seq: number } | undefined;
+      if (row === undefined) {
+        throw new ProvenantError('NOT_FOUND', `run ${runId} does not exist in ${this.#location}`, { context: { runId } });
+      }
+      seq = row.seq;
+      this.#runSeq.set(runId, seq);
+    }
+    return seq;
+  }
+
+  #requireStepVersion(stepId: string, versionHash: string): number {
+    const key = `${stepId}\u0000${versionHash}`;
+    let seq = this.#stepSeq.get(key);
+    if (seq === undefined) {
+      const row = this.#stmt.getStepVersionSeq.get(stepId, hashToBytes(versionHash)) as { seq: number } | undefined;
+      if (row === undefined) {
+        throw new ProvenantError('STEP_NOT_FOUND', `step ${stepId} version ${versionHash} is not registered in ${this.#location}`, {
+          hint: 'Register the step version before recording executions of it.',
+          context: { stepId, versionHash },
+        });
+      }
+      seq = row.seq;
+      this.#stepSeq.set(key, seq);
+    }
+    return seq;
+  }
+
+  /** The number of a context, inserting it when new. */
+  internContext(hash: string, json: string): number {
+    let seq = this.#contextSeq.get(hash);
+    if (seq === undefined) {
+      const key = hashToBytes(hash);
+      this.#stmt.insertContext.run(key, json);
+      seq = (this.#stmt.getContextSeq.get(key) as { seq: number }).seq;
+      this.#contextSeq.set(hash, seq);
+    }
+    return seq;
+  }
+
+  #internStream(streamId: string): number {
+    let seq = this.#streamSeq.get(streamId);
+    if (seq === undefined) {
+      this.#stmt.insertStream.run(streamId);
+      seq = (this.#stmt.getStreamSeq.get(streamId) as { seq: number }).seq;
+      this.#streamSeq.set(streamId, seq);
+    }
+    return seq;
+  }
+}

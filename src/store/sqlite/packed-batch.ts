@@ -1,0 +1,451 @@
+/**
+ * A batch of executions and values packed into one binary buffer, so that it can be handed to the
+ * writer thread by transfer (no copy, no structured clone of thousands of small objects).
+ *
+ * The capture thread computes each execution's record hash and copies: hashes and ids go in as
+ * their text (Latin-1 bytes). The writer thread decodes and validates them and inserts. That
+ * splits the per-execution work between the two cores.
+ *
+ * Layout (little endian). Strings that repeat (run ids, step keys, contexts, stream ids) go in a
+ * small dictionary sent beside it; the buffer holds three sections, each led by a u32 count:
+ *   values:      hash(71) u8 location u32 size [bytes(size) if inline]
+ *   executions:  id(36) u16 run u16 step u8 nInputs hash(71)·n u8 hasOutput [hash] hash(params)
+ *                u16 context f64 startedUs f64 endedUs u8 status u8 hasError [hash]
+ *                u32 encodings i32 stream f64 offset (NaN = none) hash(record)
+ *   deadLetters: u32 executionIndex u16 reasonIndex
+ */
+import { ProvenantError } from '../../errors.js';
+import { executionRecordHash } from '../../hash/record-hash.js';
+import type { ValueEncoding } from '../../hash/canonical.js';
+import type { ExecutionBatch, ExecutionContext, ExecutionWrite, ValueWrite } from '../records.js';
+
+/** The dictionary of strings a packed batch refers to by index. */
+export interface PackedDictionary {
+  readonly runs: string[];
+  /** `[stepId, versionHash]` pairs. */
+  readonly steps: [string, string][];
+  /** `[contextHash, canonical context JSON]` pairs. */
+  readonly contexts: [string, string][];
+  readonly streams: string[];
+  readonly reasons: string[];
+}
+
+/** A packed batch: dictionary plus binary body. */
+export interface PackedBatch {
+  readonly dictionary: PackedDictionary;
+  readonly body: ArrayBuffer;
+}
+
+/** Where a value's bytes go. */
+export const LOCATION_INLINE = 0;
+export const LOCATION_FILE = 1;
+
+class Writer {
+  buf: Buffer;
+  off = 0;
+  constructor(size: number) {
+    this.buf = Buffer.allocUnsafe(Math.max(size, 1024));
+  }
+  ensure(n: number): void {
+    if (this.off + n <= this.buf.length) return;
+    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.off + n));
+    this.buf.copy(next, 0, 0, this.off);
+    this.buf = next;
+  }
+  u8(v: number): void {
+    this.ensure(1);
+    this.buf[this.off++] = v;
+  }
+  u16(v: number): void {
+    this.ensure(2);
+    this.off = this.buf.writeUInt16LE(v, this.off);
+  }
+  u32(v: number): void {
+    this.ensure(4);
+    this.off = this.buf.writeUInt32LE(v, this.off);
+  }
+  i32(v: number): void {
+    this.ensure(4);
+    this.off = this.buf.writeInt32LE(v, this.off);
+  }
+  f64(v: number): void {
+    this.ensure(8);
+    this.off = this.buf.writeDoubleLE(v, this.off);
+  }
+  bytes(b: Uint8Array): void {
+    this.ensure(b.byteLength);
+    this.buf.set(b, this.off);
+    this.off += b.byteLength;
+  }
+  /** A content hash as its 71 characters of text. */
+  hash(hash: string, what: string): void {
+    if (hash.length !== HASH_TEXT) {
+      throw new ProvenantError('INPUT_INVALID', `${what} is not a content hash: ${hash}`, { context: { hash } });
+    }
+    this.ensure(HASH_TEXT);
+    this.off += this.buf.write(hash, this.off, HASH_TEXT, 'latin1');
+  }
+  /** A UUID as its 36 characters of text. */
+  uuid(id: string): void {
+    if (id.length !== UUID_TEXT) {
+      throw new ProvenantError('INPUT_INVALID', `execution id is not a UUID: ${id}`, { context: { executionId: id } });
+    }
+    this.ensure(UUID_TEXT);
+    this.off += this.buf.write(id, this.off, UUID_TEXT, 'latin1');
+  }
+}
+
+const HASH_TEXT = 71;
+const UUID_TEXT = 36;
+
+function indexer<K>(list: K[], keyOf: (k: K) => string): (k: K) => number {
+  const map = new Map<string, number>();
+  return (k: K) => {
+    const key = keyOf(k);
+    let i = map.get(key);
+    if (i === undefined) {
+      i = list.length;
+      list.push(k);
+      map.set(key, i);
+    }
+    return i;
+  };
+}
+
+/**
+ * Builds a packed batch incrementally: each execution and value is written into the buffer as it
+ * is added, so capture holds no per-execution objects until commit (they die young).
+ * `isFile(size)` says which values live as files (their bytes are kept aside for the store to
+ * write before the batch is applied); `canonicalContext` turns a context into JSON.
+ */
+export class PackedBatchBuilder {
+  readonly #dictionary: PackedDictionary = { runs: [], steps: [], contexts: [], streams: [], reasons: [] };
+  readonly #runIndex = indexer(this.#dictionary.runs, (r) => r);
+  readonly #stepIndex = indexer(this.#dictionary.steps, ([s, v]) => `${s}\u0000${v}`);
+  readonly #contextIndex = indexer(this.#dictionary.contexts, ([h]) => h);
+  readonly #streamIndex = indexer(this.#dictionary.streams, (s) => s);
+  readonly #reasonIndex = indexer(this.#dictionary.reasons, (r) => r);
+  readonly #values = new Writer(256 * 1024);
+  readonly #executions = new Writer(256 * 1024);
+  readonly #dead = new Writer(64);
+  readonly #position = new Map<string, number>();
+  readonly #isFile: (size: number) => boolean;
+  readonly #canonicalContext: (c: ExecutionContext) => string;
+  readonly #files: ValueWrite[] = [];
+  #valueCount = 0;
+  #executionCount = 0;
+  #deadCount = 0;
+  #lastContext: ExecutionContext | undefined;
+  #lastContextIndex = 0;
+
+  constructor(isFile: (size: number) => boolean, canonicalContext: (c: ExecutionContext) => string) {
+    this.#isFile = isFile;
+    this.#canonicalContext = canonicalContext;
+  }
+
+  /** Executions added so far. */
+  get executionCount(): number {
+    return this.#executionCount;
+  }
+
+  /** Values to be written as files before the batch is applied. */
+  get fileValues(): readonly ValueWrite[] {
+    return this.#files;
+  }
+
+  addValue(v: ValueWrite): void {
+    const w = this.#values;
+    if (v.text !== undefined && !this.#isFile(v.text.length * 3)) {
+      // Inline JSON text: write its UTF-8 straight into the batch, then the size before it.
+      w.hash(v.hash, 'value hash');
+      w.u8(LOCATION_INLINE);
+      const sizeAt = w.off;
+      w.u32(0);
+      w.ensure(v.text.length * 3);
+      const size = w.buf.write(v.text, w.off, 'utf8');
+      w.off += size;
+      w.buf.writeUInt32LE(size, sizeAt);
+      this.#valueCount++;
+      return;
+    }
+    w.hash(v.hash, 'value hash');
+    const size = v.bytes.byteLength;
+    if (this.#isFile(size)) {
+      w.u8(LOCATION_FILE);
+      w.u32(size);
+      this.#files.push(v);
+    } else {
+      w.u8(LOCATION_INLINE);
+      w.u32(size);
+      w.bytes(v.bytes);
+    }
+    this.#valueCount++;
+  }
+
+  addExecution(e: ExecutionWrite): void {
+    const w = this.#executions;
+    const start = w.off;
+    try {
+      w.uuid(e.id);
+      w.u16(this.#runIndex(e.runId));
+      w.u16(this.#stepIndex([e.functionId, e.functionVersionHash]));
+      w.u8(e.inputHashes.length);
+      for (const h of e.inputHashes) w.hash(h, 'input hash');
+      w.u8(e.outputHash === null ? 0 : 1);
+      if (e.outputHash !== null) w.hash(e.outputHash, 'output hash');
+      w.hash(e.paramsHash, 'params hash');
+      if (e.context !== this.#lastContext) {
+        this.#lastContextIndex = this.#contextIndex([e.contextHash, this.#canonicalContext(e.context)]);
+        this.#lastContext = e.context;
+      }
+      w.u16(this.#lastContextIndex);
+      w.f64(e.startedUs);
+      w.f64(e.endedUs);
+      w.u8(e.status === 'ok' ? 0 : 1);
+      w.u8(e.errorHash === null ? 0 : 1);
+      if (e.errorHash !== null) w.hash(e.errorHash, 'error hash');
+      w.u32(encodeEncodings(e.outputEncoding, e.inputEncodings));
+      w.i32(e.streamId === null ? -1 : this.#streamIndex(e.streamId));
+      w.f64(e.offset === null ? Number.NaN : e.offset);
+      w.hash(executionRecordHash(e), 'record hash');
+    } catch (err) {
+      w.off = start; // a refused execution leaves nothing behind
+      throw err;
+    }
+    this.#position.set(e.id, this.#executionCount);
+    this.#executionCount++;
+  }
+
+  /** Mark an execution already added to this batch as dead-lettered. */
+  addDeadLetter(executionId: string, reason: string): void {
+    const i = this.#position.get(executionId);
+    if (i === undefined) throw new TypeError(`dead letter ${executionId} is not in its batch`);
+    this.#dead.u32(i);
+    this.#dead.u16(this.#reasonIndex(reason));
+    this.#deadCount++;
+  }
+
+  /** The finished batch, its body ready to transfer. */
+  finish(): PackedBatch {
+    const d = this.#dictionary;
+    if (d.runs.length > 0xffff || d.steps.length > 0xffff || d.contexts.length > 0xffff) {
+      throw new RangeError('too many distinct runs, steps or contexts in one batch');
+    }
+    const parts: [number, Writer][] = [
+      [this.#valueCount, this.#values],
+      [this.#executionCount, this.#executions],
+      [this.#deadCount, this.#dead],
+    ];
+    const body = new ArrayBuffer(parts.reduce((n, [, w]) => n + 4 + w.off, 0));
+    const out = Buffer.from(body);
+    let o = 0;
+    for (const [n, w] of parts) {
+      o = out.writeUInt32LE(n, o);
+      out.set(w.buf.subarray(0, w.off), o);
+      o += w.off;
+    }
+    return { dictionary: d, body };
+  }
+}
+
+/** Pack a whole batch at once (see {@link PackedBatchBuilder}). */
+export function packBatch(batch: ExecutionBatch, isFile: (size: number) => boolean, canonicalContext: (c: ExecutionContext) => string): PackedBatchBuilder {
+  const builder = new PackedBatchBuilder(isFile, canonicalContext);
+  for (const v of batch.values) builder.addValue(v);
+  for (const e of batch.executions) builder.addExecution(e);
+  for (const d of batch.deadLetters ?? []) builder.addDeadLetter(d.executionId, d.reason);
+  return builder;
+}
+
+/** Bitmask of raw-byte encodings: bit 0 the output, bit i+1 input i. */
+export function encodeEncodings(output: ValueEncoding, inputs: readonly ValueEncoding[]): number {
+  let bits = output === 'bytes' ? 1 : 0;
+  for (let i = 0; i < inputs.length; i++) if (inputs[i] === 'bytes') bits |= 1 << (i + 1);
+  return bits;
+}
+
+/** A value read back from a packed batch. */
+export interface PackedValue {
+  readonly digest: Buffer;
+  readonly location: number;
+  readonly size: number;
+  readonly bytes: Buffer | null;
+}
+
+/** An execution row read back from a packed batch, validated, with its record hash computed. */
+export interface PackedExecution {
+  readonly id: Buffer;
+  readonly run: number;
+  readonly step: number;
+  readonly inputs: Buffer;
+  readonly output: Buffer | null;
+  readonly params: Buffer;
+  readonly context: number;
+  readonly started: number;
+  readonly duration: number;
+  readonly status: number;
+  readonly error: Buffer | null;
+  readonly encodings: number;
+  readonly stream: number;
+  readonly offset: number | null;
+  readonly recordHash: Buffer;
+}
+
+/** Bytes of ASCII text. */
+const ascii = (text: string): Buffer => Buffer.from(text, 'latin1');
+
+const SHA_PREFIX = ascii('sha256:');
+
+
+function hexNibble(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48;
+  if (c >= 97 && c <= 102) return c - 87;
+  return -1;
+}
+
+/**
+ * Read a packed batch back: every id and hash is validated as it is decoded.
+ * @throws ProvenantError INPUT_INVALID naming the malformed id, hash or string.
+ */
+export function unpackBatch(batch: PackedBatch): {
+  values: PackedValue[];
+  executions: PackedExecution[];
+  deadLetters: { execution: number; reason: number }[];
+} {
+  const d = batch.dictionary;
+  const b = Buffer.from(batch.body);
+  let o = 0;
+  const invalid = (what: string, start: number, length: number): never => {
+    const text = b.toString('latin1', start, start + length);
+    throw new ProvenantError('INPUT_INVALID', `${what} is not valid: ${text}`, { context: { value: text } });
+  };
+  // Digests are decoded into one slab per batch instead of one allocation each.
+  let slab = Buffer.allocUnsafe(64 * 1024);
+  let slabUsed = 0;
+  const digestAt = (start: number, what: string): Buffer => {
+    if (b.compare(SHA_PREFIX, 0, 7, start, start + 7) !== 0) invalid(what, start, HASH_TEXT);
+    if (slabUsed + 32 > slab.length) {
+      slab = Buffer.allocUnsafe(64 * 1024);
+      slabUsed = 0;
+    }
+    const out = slab.subarray(slabUsed, slabUsed + 32);
+    slabUsed += 32;
+    for (let i = 0, p = start + 7; i < 32; i++, p += 2) {
+      const hi = hexNibble(b[p] as number);
+      const lo = hexNibble(b[p + 1] as number);
+      if (hi < 0 || lo < 0) invalid(what, start, HASH_TEXT);
+      out[i] = (hi << 4) | lo;
+    }
+    return out;
+  };
+  const uuidAt = (start: number): Buffer => {
+    const out = Buffer.allocUnsafe(16);
+    let k = 0;
+    for (let p = start; p < start + UUID_TEXT; ) {
+      const c = b[p] as number;
+      if (c === 45 /* - */) {
+        if (p - start !== 8 && p - start !== 13 && p - start !== 18 && p - start !== 23) invalid('execution id', start, UUID_TEXT);
+        p++;
+        continue;
+      }
+      const hi = hexNibble(c);
+      const lo = hexNibble(b[p + 1] as number);
+      if (hi < 0 || lo < 0 || k >= 16) invalid('execution id', start, UUID_TEXT);
+      out[k++] = (hi << 4) | lo;
+      p += 2;
+    }
+    if (k !== 16) invalid('execution id', start, UUID_TEXT);
+    return out;
+  };
+  for (const text of [...d.runs, ...d.steps.flat(), ...d.streams]) {
+    if (!text.isWellFormed()) throw new ProvenantError('INPUT_INVALID', 'an id has a lone surrogate', { context: { value: text } });
+  }
+  const values: PackedValue[] = [];
+  const nValues = b.readUInt32LE(o);
+  o += 4;
+  for (let i = 0; i < nValues; i++) {
+    const digest = digestAt(o, 'value hash');
+    o += HASH_TEXT;
+    const location = b[o++] as number;
+    const size = b.readUInt32LE(o);
+    o += 4;
+    let bytes: Buffer | null = null;
+    if (location === LOCATION_INLINE) {
+      bytes = b.subarray(o, o + size);
+      o += size;
+    }
+    values.push({ digest, location, size, bytes });
+  }
+
+  const executions: PackedExecution[] = [];
+  const nExec = b.readUInt32LE(o);
+  o += 4;
+  for (let i = 0; i < nExec; i++) {
+    const id = uuidAt(o);
+    o += UUID_TEXT;
+    const run = b.readUInt16LE(o);
+    const step = b.readUInt16LE(o + 2);
+    const nInputs = b[o + 4] as number;
+    o += 5;
+    const inputs = Buffer.allocUnsafe(32 * nInputs);
+    for (let k = 0; k < nInputs; k++) {
+      digestAt(o, 'input hash').copy(inputs, 32 * k);
+      o += HASH_TEXT;
+    }
+    const hasOutput = b[o++] === 1;
+    const output = hasOutput ? digestAt(o, 'output hash') : null;
+    if (hasOutput) o += HASH_TEXT;
+    const params = digestAt(o, 'params hash');
+    o += HASH_TEXT;
+    const context = b.readUInt16LE(o);
+    const startedUs = b.readDoubleLE(o + 2);
+    const endedUs = b.readDoubleLE(o + 10);
+    const status = b[o + 18] as number;
+    const hasError = b[o + 19] === 1;
+    o += 20;
+    const error = hasError ? digestAt(o, 'error hash') : null;
+    if (hasError) o += HASH_TEXT;
+    const encodings = b.readUInt32LE(o);
+    const stream = b.readInt32LE(o + 4);
+    const rawOffset = b.readDoubleLE(o + 8);
+    o += 16;
+    const offset = Number.isNaN(rawOffset) ? null : rawOffset;
+    const stepEntry = d.steps[step];
+    const runId = d.runs[run];
+    const contextEntry = d.contexts[context];
+    if (stepEntry === undefined || runId === undefined || contextEntry === undefined || (stream >= 0 && d.streams[stream] === undefined)) {
+      throw new ProvenantError('INPUT_INVALID', 'a packed execution refers outside its dictionary', {});
+    }
+    if (!Number.isFinite(startedUs) || !Number.isFinite(endedUs) || (offset !== null && !Number.isFinite(offset))) {
+      throw new ProvenantError('INPUT_INVALID', 'an execution time or offset is not a finite number', {});
+    }
+    const recordHash = digestAt(o, 'record hash');
+    o += HASH_TEXT;
+
+    executions.push({
+      id,
+      run,
+      step,
+      inputs,
+      output,
+      params,
+      context,
+      started: startedUs,
+      duration: endedUs - startedUs,
+      status,
+      error,
+      encodings,
+      stream,
+      offset,
+      recordHash,
+    });
+  }
+  const deadLetters: { execution: number; reason: number }[] = [];
+  const nDead = b.readUInt32LE(o);
+  o += 4;
+  for (let i = 0; i < nDead; i++) {
+    deadLetters.push({ execution: b.readUInt32LE(o), reason: b.readUInt16LE(o + 4) });
+    o += 6;
+  }
+  return { values, executions, deadLetters };
+}
