@@ -4,9 +4,9 @@
  */
 import { isAbsolute, resolve } from 'node:path';
 import { hashValue, type JsonValue } from '../hash/canonical.js';
-import type { ExecutionContext, FailurePolicy } from '../store/records.js';
+import type { ExecutionContext, FailurePolicy, RunStatus } from '../store/records.js';
 import type { Store } from '../store/store.js';
-import { CanonicalValue, startRun, type RunSummary } from '../capture/run.js';
+import { CanonicalValue, startRun, type Run, type RunSummary } from '../capture/run.js';
 import type { LoadedStep } from '../step/runtime.js';
 import type { PipelineDefinition } from './define.js';
 
@@ -79,7 +79,7 @@ export async function runPipeline(
       steps.push({ loaded, params: s.params ?? {} });
     }
   } catch (err) {
-    await run.finish('failed');
+    await finishQuietly(run, 'failed');
     throw err;
   }
 
@@ -119,7 +119,7 @@ export async function runPipeline(
       }
     }
   } catch (err) {
-    await run.finish(run.stoppedBy ? 'stopped' : 'failed');
+    await finishQuietly(run, run.stoppedBy ? 'stopped' : 'failed');
     throw err;
   }
   const summary = await run.finish();
@@ -130,4 +130,13 @@ export async function runPipeline(
     outputs,
     versions: Object.fromEntries(steps.map((s) => [s.loaded.stepId, s.loaded.versionHash])),
   };
+}
+
+/** End a run that is failing anyway; the original error is what the caller needs to see. */
+async function finishQuietly(run: Run, status: RunStatus): Promise<void> {
+  try {
+    await run.finish(status);
+  } catch {
+    // The store could not record the end (it may be what failed); the run shows as not ended.
+  }
 }

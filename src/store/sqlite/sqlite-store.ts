@@ -22,7 +22,7 @@
 import Database from 'better-sqlite3';
 import { mkdirSync, existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { FileBlobs } from '../../blob/file-blobs.js';
@@ -212,7 +212,6 @@ export class SqliteStore implements Store {
     const row = this.#stmt.getBlob.get(hashToBytes(hash)) as { location: number } | undefined;
     if (row === undefined) throw new BlobMissingError(hash, `store ${this.location}`);
     if (row.location === LOCATION_FILE) return this.#files.openStream(hash);
-    const { Readable } = await import('node:stream');
     return Readable.from([await this.getBlob(hash)]);
   }
 
