@@ -74,7 +74,7 @@ export class BlobCorruptError extends ProvenantError {
   readonly hash: string;
   constructor(hash: string, actual: string, where: string) {
     super('BLOB_CORRUPT', `blob ${hash} is corrupt: its bytes hash to ${actual} (${where})`, {
-      hint: 'The stored bytes were altered or damaged. Restore the store from a backup, or run the step again to re-create the value.',
+      hint: 'The stored bytes were altered or damaged and are refused. Restore the store from a backup; storing the original bytes again (store.putBlob) repairs the copy.',
       context: { hash, actual, where },
     });
     this.name = 'BlobCorruptError';

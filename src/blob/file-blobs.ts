@@ -32,10 +32,13 @@ export class FileBlobs {
     return join(this.#root, 'sha256', hex.slice(0, 2), hex.slice(2, 4), hex.slice(4));
   }
 
-  /** Write bytes whose hash is already known. Durable when the promise resolves. */
-  async write(hash: ContentHash, bytes: Uint8Array): Promise<void> {
+  /**
+   * Write bytes whose hash is already known. Durable when the promise resolves. An existing file
+   * is kept unless `replace` (used to repair a damaged copy).
+   */
+  async write(hash: ContentHash, bytes: Uint8Array, options: { replace?: boolean } = {}): Promise<void> {
     const target = this.pathOf(hash);
-    if (await exists(target)) return;
+    if (options.replace !== true && (await exists(target))) return;
     const temp = await this.#tempPath();
     const handle = await open(temp, 'w');
     try {

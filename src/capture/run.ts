@@ -168,7 +168,7 @@ export class Run {
   readonly #counts = new Map<string, { executions: number; failed: number; versionHash: string }>();
   #deadLettered = 0;
   // Hash caches for values that repeat call after call (params, contexts), keyed by identity.
-  readonly #paramsCache = new WeakMap<object, { value: EncodedValue; batch: number }>();
+  readonly #paramsCache = new Map<string, { value: EncodedValue; batch: number }>();
   #batchNumber = 0;
   #lastContext: { key: ExecutionContext | undefined; context: ExecutionContext; hash: ContentHash; bytes: Uint8Array } | undefined;
 
@@ -210,6 +210,9 @@ export class Run {
   async attempt(step: LoadedStep, input: unknown, params: JsonValue = EMPTY_PARAMS, origin?: CallOrigin): Promise<CallOutcome> {
     this.#checkOpen();
     const inputValue = input instanceof CanonicalValue ? input.encoded : encodeValue(input);
+    // Into the batch before the call: the batch copies the bytes, so a step (or the caller)
+    // changing them afterwards cannot change what is recorded under this hash.
+    this.#pushValue(inputValue);
     const paramsValue = this.#encodeParams(params);
     const context = this.#currentContext();
     const ids = newIdWithBytes();
@@ -228,7 +231,6 @@ export class Run {
     }
     const endedUs = nowUs();
 
-    this.#pushValue(inputValue);
     const errorValue = failure === undefined ? undefined : encodeValue(failure);
     if (output !== undefined) {
       this.#pushValue(output);
@@ -325,16 +327,17 @@ export class Run {
     if (this.#commitError !== undefined) throw this.#commitError;
   }
 
+  /**
+   * Params are canonicalized at every call (a caller may change its params object between calls);
+   * the encoded value, its batch membership and its decoded, frozen copy are reused per distinct text.
+   */
   #encodeParams(params: JsonValue): EncodedValue {
-    if (typeof params !== 'object' || params === null) {
-      const value = encodeValue(params);
-      this.#pushValue(value);
-      return value;
-    }
-    let cached = this.#paramsCache.get(params);
+    const text = canonicalize(params);
+    let cached = this.#paramsCache.get(text);
     if (cached === undefined) {
+      if (this.#paramsCache.size >= 1000) this.#paramsCache.clear();
       cached = { value: encodeValue(params), batch: -1 };
-      this.#paramsCache.set(params, cached);
+      this.#paramsCache.set(text, cached);
     }
     // Params ride along once per batch; the store skips values it already holds.
     if (cached.batch !== this.#batchNumber) {
@@ -426,9 +429,10 @@ export class Run {
   }
 }
 
+/** The value a step receives: a fresh decode of the canonical form (bytes: a copy of them). */
 function decodeCanonical(value: EncodedValue): unknown {
   if (value.text !== undefined) return JSON.parse(value.text) as unknown;
-  if (value.encoding === 'bytes') return value.bytes;
+  if (value.encoding === 'bytes') return Buffer.from(value.bytes);
   return JSON.parse(Buffer.from(value.bytes.buffer, value.bytes.byteOffset, value.bytes.byteLength).toString('utf8')) as unknown;
 }
 

@@ -90,7 +90,7 @@ CREATE TABLE executions (
   duration     INTEGER NOT NULL,        -- microseconds
   status       INTEGER NOT NULL,        -- 0 ok, 1 failed
   error        BLOB,                    -- digest of the recorded error value
-  encodings    INTEGER NOT NULL,        -- bit 0: output is raw bytes; bit i+1: input i is raw bytes
+  encodings    BLOB,                    -- NULL: all JSON; else a byte per value (output, inputs...), 1 = raw bytes
   stream       INTEGER,
   "offset"     INTEGER,
   record_hash  BLOB NOT NULL

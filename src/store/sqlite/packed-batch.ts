@@ -9,9 +9,10 @@
  * Layout (little endian). Strings that repeat (run ids, step keys, contexts, stream ids) go in a
  * small dictionary sent beside it; the buffer holds three sections, each led by a u32 count:
  *   values:      hash(71) u8 location u32 size [bytes(size) if inline]
- *   executions:  id(36) u16 run u16 step u8 nInputs hash(71)·n u8 hasOutput [hash] hash(params)
+ *   executions:  id(36) u16 run u16 step u32 nInputs hash(71)·n u8 hasOutput [hash] hash(params)
  *                u16 context f64 startedUs f64 endedUs u8 status u8 hasError [hash]
- *                u32 encodings i32 stream f64 offset (NaN = none) hash(record)
+ *                u8 anyBytes [u8·(1+n): output, inputs; 1 = raw bytes] i32 stream
+ *                f64 offset (NaN = none) hash(record)
  *   deadLetters: u32 executionIndex u16 reasonIndex
  */
 import { ProvenantError } from '../../errors.js';
@@ -173,7 +174,8 @@ export class PackedBatchBuilder {
     if (this.#isFile(size)) {
       w.u8(LOCATION_FILE);
       w.u32(size);
-      this.#files.push(v);
+      // A copy: the caller may reuse its buffer before the batch is committed.
+      this.#files.push({ hash: v.hash, bytes: Buffer.from(v.bytes) });
     } else {
       w.u8(LOCATION_INLINE);
       w.u32(size);
@@ -189,7 +191,7 @@ export class PackedBatchBuilder {
       w.uuid(e.id);
       w.u16(this.#runIndex(e.runId));
       w.u16(this.#stepIndex([e.functionId, e.functionVersionHash]));
-      w.u8(e.inputHashes.length);
+      w.u32(e.inputHashes.length);
       for (const h of e.inputHashes) w.hash(h, 'input hash');
       w.u8(e.outputHash === null ? 0 : 1);
       if (e.outputHash !== null) w.hash(e.outputHash, 'output hash');
@@ -204,7 +206,9 @@ export class PackedBatchBuilder {
       w.u8(e.status === 'ok' ? 0 : 1);
       w.u8(e.errorHash === null ? 0 : 1);
       if (e.errorHash !== null) w.hash(e.errorHash, 'error hash');
-      w.u32(encodeEncodings(e.outputEncoding, e.inputEncodings));
+      const encodings = encodeEncodings(e.outputEncoding, e.inputEncodings);
+      w.u8(encodings === null ? 0 : 1);
+      if (encodings !== null) w.bytes(encodings);
       w.i32(e.streamId === null ? -1 : this.#streamIndex(e.streamId));
       w.f64(e.offset === null ? Number.NaN : e.offset);
       w.hash(executionRecordHash(e), 'record hash');
@@ -257,11 +261,22 @@ export function packBatch(batch: ExecutionBatch, isFile: (size: number) => boole
   return builder;
 }
 
-/** Bitmask of raw-byte encodings: bit 0 the output, bit i+1 input i. */
-export function encodeEncodings(output: ValueEncoding, inputs: readonly ValueEncoding[]): number {
-  let bits = output === 'bytes' ? 1 : 0;
-  for (let i = 0; i < inputs.length; i++) if (inputs[i] === 'bytes') bits |= 1 << (i + 1);
-  return bits;
+/**
+ * Which values of an execution are raw bytes rather than JSON: null when none (the usual case,
+ * stored as NULL), else one byte per value — the output, then each input — 1 for raw bytes.
+ */
+export function encodeEncodings(output: ValueEncoding, inputs: readonly ValueEncoding[]): Buffer | null {
+  if (output !== 'bytes' && !inputs.includes('bytes')) return null;
+  const out = Buffer.alloc(1 + inputs.length);
+  out[0] = output === 'bytes' ? 1 : 0;
+  inputs.forEach((enc, i) => (out[i + 1] = enc === 'bytes' ? 1 : 0));
+  return out;
+}
+
+/** The output's and inputs' encodings from {@link encodeEncodings}' form. */
+export function decodeEncodings(encodings: Uint8Array | null, inputCount: number): { output: ValueEncoding; inputs: ValueEncoding[] } {
+  const at = (i: number): ValueEncoding => (encodings !== null && encodings[i] === 1 ? 'bytes' : 'json');
+  return { output: at(0), inputs: Array.from({ length: inputCount }, (_, i) => at(i + 1)) };
 }
 
 /** A value read back from a packed batch. */
@@ -285,7 +300,7 @@ export interface PackedExecution {
   readonly duration: number;
   readonly status: number;
   readonly error: Buffer | null;
-  readonly encodings: number;
+  readonly encodings: Buffer | null;
   readonly stream: number;
   readonly offset: number | null;
   readonly recordHash: Buffer;
@@ -385,8 +400,8 @@ export function unpackBatch(batch: PackedBatch): {
     o += UUID_TEXT;
     const run = b.readUInt16LE(o);
     const step = b.readUInt16LE(o + 2);
-    const nInputs = b[o + 4] as number;
-    o += 5;
+    const nInputs = b.readUInt32LE(o + 4);
+    o += 8;
     const inputs = Buffer.allocUnsafe(32 * nInputs);
     for (let k = 0; k < nInputs; k++) {
       digestAt(o, 'input hash').copy(inputs, 32 * k);
@@ -405,10 +420,12 @@ export function unpackBatch(batch: PackedBatch): {
     o += 20;
     const error = hasError ? digestAt(o, 'error hash') : null;
     if (hasError) o += HASH_TEXT;
-    const encodings = b.readUInt32LE(o);
-    const stream = b.readInt32LE(o + 4);
-    const rawOffset = b.readDoubleLE(o + 8);
-    o += 16;
+    const anyBytes = b[o++] === 1;
+    const encodings = anyBytes ? Buffer.from(b.subarray(o, o + 1 + nInputs)) : null;
+    if (anyBytes) o += 1 + nInputs;
+    const stream = b.readInt32LE(o);
+    const rawOffset = b.readDoubleLE(o + 4);
+    o += 12;
     const offset = Number.isNaN(rawOffset) ? null : rawOffset;
     const stepEntry = d.steps[step];
     const runId = d.runs[run];

@@ -33,11 +33,10 @@ import {
   hashToBytes,
   sha256,
   type ContentHash,
-  type ValueEncoding,
 } from '../../hash/canonical.js';
-import { uuidFromBytes, uuidToBytes } from '../../ids.js';
+import { isUuid, uuidFromBytes, uuidToBytes } from '../../ids.js';
 import { BatchApplier, configureConnection } from './apply-batch.js';
-import { LOCATION_FILE, LOCATION_INLINE, PackedBatchBuilder, packBatch, type PackedBatch } from './packed-batch.js';
+import { LOCATION_FILE, LOCATION_INLINE, PackedBatchBuilder, decodeEncodings, packBatch, type PackedBatch } from './packed-batch.js';
 import type {
   ExecutionBatch,
   ExecutionContext,
@@ -82,7 +81,7 @@ interface ExecutionRow {
   duration: number;
   status: number;
   error: Buffer | null;
-  encodings: number;
+  encodings: Buffer | null;
   stream_id: string | null;
   offset: number | null;
   record_hash: Buffer;
@@ -159,6 +158,8 @@ export class SqliteStore implements Store {
     }
     const db = new Database(file);
     try {
+      // Refuse a newer store before anything (even the journal mode) is changed in it.
+      checkSchemaVersion(db, root);
       configureConnection(db);
       migrate(db, root);
     } catch (err) {
@@ -180,15 +181,32 @@ export class SqliteStore implements Store {
 
   // ---- blobs ----------------------------------------------------------------------------
 
+  /**
+   * Store bytes. If the store already holds them but its copy is damaged or missing, the copy is
+   * replaced by these bytes (their hash proves them right): this is how a corrupt blob is repaired.
+   */
   async putBlob(bytes: Uint8Array): Promise<ContentHash> {
     const hash = sha256(bytes);
     const size = bytes.byteLength;
-    if (size > this.#inlineMax) {
-      await this.#files.write(hash, bytes);
-      this.#stmt.insertBlob.run(hashToBytes(hash), size, LOCATION_FILE, null);
-    } else {
-      this.#stmt.insertBlob.run(hashToBytes(hash), size, LOCATION_INLINE, bytes);
+    const key = hashToBytes(hash);
+    const existing = this.#stmt.getBlobStat.get(key) as { size: number; location: number } | undefined;
+    let repair = false;
+    if (existing !== undefined) {
+      try {
+        await this.getBlob(hash);
+        return hash;
+      } catch (err) {
+        if (!(err instanceof BlobCorruptError || err instanceof BlobMissingError)) throw err;
+        repair = true;
+      }
     }
+    if (size > this.#inlineMax) await this.#files.write(hash, bytes, { replace: repair });
+    this.#db
+      .transaction(() => {
+        if (repair) this.#stmt.deleteBlob.run(key);
+        this.#stmt.insertBlob.run(key, size, size > this.#inlineMax ? LOCATION_FILE : LOCATION_INLINE, size > this.#inlineMax ? null : bytes);
+      })
+      .immediate();
     return hash;
   }
 
@@ -338,6 +356,12 @@ export class SqliteStore implements Store {
   async listExecutions(query: ExecutionQuery = {}): Promise<ExecutionRecord[]> {
     const { where, args } = this.#executionFilter(query);
     if (query.afterId !== undefined) {
+      if (!isUuid(query.afterId)) {
+        throw new ProvenantError('INPUT_INVALID', `"${query.afterId}" is not an execution id (a UUID) to list after`, {
+          hint: 'Pass the id of the last execution of the previous page.',
+          context: { afterId: query.afterId },
+        });
+      }
       where.push('e.id > ?');
       args.push(uuidToBytes(query.afterId));
     }
@@ -408,6 +432,7 @@ function prepareStatements(db: Database.Database) {
     insertBlob: db.prepare('INSERT OR IGNORE INTO blobs (hash, size, location, bytes) VALUES (?, ?, ?, ?)'),
     getBlob: db.prepare('SELECT location, bytes FROM blobs WHERE hash = ?'),
     getBlobStat: db.prepare('SELECT size, location FROM blobs WHERE hash = ?'),
+    deleteBlob: db.prepare('DELETE FROM blobs WHERE hash = ?'),
     insertStepVersion: db.prepare(
       'INSERT INTO step_versions (step_id, version_hash, manifest, first_seen, first_run) VALUES (?, ?, ?, ?, ?)',
     ),
@@ -428,16 +453,28 @@ function prepareStatements(db: Database.Database) {
   };
 }
 
-function migrate(db: Database.Database, root: string): void {
-  db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
-    version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied INTEGER NOT NULL)`);
-  const current = (db.prepare('SELECT max(version) AS v FROM schema_migrations').get() as { v: number | null }).v ?? 0;
+/** The store's schema version (0 for a new database), read without writing anything. */
+function schemaVersion(db: Database.Database): number {
+  const table = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'").get();
+  if (table === undefined) return 0;
+  return (db.prepare('SELECT max(version) AS v FROM schema_migrations').get() as { v: number | null }).v ?? 0;
+}
+
+function checkSchemaVersion(db: Database.Database, root: string): void {
+  const current = schemaVersion(db);
   if (current > SCHEMA_VERSION) {
     throw new ProvenantError('STORE_TOO_NEW', `the store at ${root} has schema version ${current}; this Provenant knows up to ${SCHEMA_VERSION}`, {
       hint: 'Upgrade Provenant to open this store. Nothing was written.',
       context: { store: root, storeSchema: current, knownSchema: SCHEMA_VERSION },
     });
   }
+}
+
+function migrate(db: Database.Database, root: string): void {
+  checkSchemaVersion(db, root);
+  db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied INTEGER NOT NULL)`);
+  const current = schemaVersion(db);
   for (const m of MIGRATIONS) {
     if (m.version <= current) continue;
     db.transaction(() => {
@@ -489,11 +526,9 @@ function toRunInfo(row: RunRow): RunInfo {
 
 function toExecution(row: ExecutionRow): ExecutionRecord {
   const inputHashes: ContentHash[] = [];
-  const inputEncodings: ValueEncoding[] = [];
-  for (let i = 0; i * 32 < row.inputs.length; i++) {
-    inputHashes.push(hashFromBytes(row.inputs.subarray(i * 32, i * 32 + 32)));
-    inputEncodings.push(row.encodings & (1 << (i + 1)) ? 'bytes' : 'json');
-  }
+  for (let i = 0; i * 32 < row.inputs.length; i++) inputHashes.push(hashFromBytes(row.inputs.subarray(i * 32, i * 32 + 32)));
+  const encodings = decodeEncodings(row.encodings, inputHashes.length);
+  const inputEncodings = encodings.inputs;
   return {
     id: uuidFromBytes(row.id),
     runId: row.run_id,
@@ -502,7 +537,7 @@ function toExecution(row: ExecutionRow): ExecutionRecord {
     inputHashes,
     inputEncodings,
     outputHash: row.output === null ? null : hashFromBytes(row.output),
-    outputEncoding: row.encodings & 1 ? 'bytes' : 'json',
+    outputEncoding: encodings.output,
     paramsHash: hashFromBytes(row.params),
     contextHash: hashFromBytes(row.context_hash),
     context: JSON.parse(row.context) as ExecutionContext,
