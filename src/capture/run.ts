@@ -119,6 +119,21 @@ export class StepFailedError extends ProvenantError {
 }
 
 const EMPTY_PARAMS = Object.freeze({});
+
+/** What is known about a call between invoking the step and recording it. */
+interface PendingCall {
+  readonly step: LoadedStep;
+  readonly id: string;
+  readonly inputValue: EncodedValue;
+  readonly paramsValue: EncodedValue;
+  readonly context: { context: ExecutionContext; hash: ContentHash };
+  readonly origin: CallOrigin | undefined;
+  readonly startedUs: number;
+}
+
+function isThenable(v: unknown): v is PromiseLike<unknown> {
+  return (typeof v === 'object' || typeof v === 'function') && v !== null && typeof (v as { then?: unknown }).then === 'function';
+}
 /** Batches handed to the store and not yet committed, before capture waits. */
 const MAX_BATCHES_IN_FLIGHT = 3;
 
@@ -208,6 +223,14 @@ export class Run {
    * `input` may be a previous outcome's {@link CanonicalValue}.
    */
   async attempt(step: LoadedStep, input: unknown, params: JsonValue = EMPTY_PARAMS, origin?: CallOrigin): Promise<CallOutcome> {
+    return this.attemptNow(step, input, params, origin);
+  }
+
+  /**
+   * {@link attempt} for hot loops: returns the outcome itself when the step is synchronous (and
+   * no commit has to be waited for), a promise of it otherwise. Saves a promise per call.
+   */
+  attemptNow(step: LoadedStep, input: unknown, params: JsonValue = EMPTY_PARAMS, origin?: CallOrigin): CallOutcome | Promise<CallOutcome> {
     this.#checkOpen();
     const inputValue = input instanceof CanonicalValue ? input.encoded : encodeValue(input);
     // Into the batch before the call: the batch copies the bytes, so a step (or the caller)
@@ -219,15 +242,34 @@ export class Run {
     const stepInput = input instanceof CanonicalValue ? input.value : decodeCanonical(inputValue);
     const stepParams = this.#decodedParams(paramsValue);
     const stepCtx: StepContext = { stepId: step.stepId, versionHash: step.versionHash, executionId: ids.id, runId: this.id, context: context.context };
+    const call: PendingCall = { step, id: ids.id, inputValue, paramsValue, context, origin, startedUs: nowUs() };
+    let result: unknown;
+    try {
+      result = step.fn(stepInput, stepParams, stepCtx);
+    } catch (err) {
+      return this.#settle(call, undefined, err, true);
+    }
+    if (isThenable(result)) {
+      return Promise.resolve(result).then(
+        (value) => this.#settle(call, value, undefined, false),
+        (err: unknown) => this.#settle(call, undefined, err, true),
+      );
+    }
+    return this.#settle(call, result, undefined, false);
+  }
 
-    const startedUs = nowUs();
+  /** Record a finished call and decide what happens next (the run's policy, backpressure). */
+  #settle(call: PendingCall, result: unknown, thrown: unknown, threw: boolean): CallOutcome | Promise<CallOutcome> {
+    const { step, id } = call;
     let output: EncodedValue | undefined;
     let failure: RecordedError | undefined;
-    try {
-      const result = await step.fn(stepInput, stepParams, stepCtx);
-      output = encodeValue(result);
-    } catch (err) {
-      failure = toRecordedError(err, step.stepId);
+    if (threw) failure = toRecordedError(thrown, step.stepId);
+    else {
+      try {
+        output = encodeValue(result);
+      } catch (err) {
+        failure = toRecordedError(err, step.stepId);
+      }
     }
     const endedUs = nowUs();
 
@@ -238,49 +280,50 @@ export class Run {
     }
     if (errorValue !== undefined) this.#pushValue(errorValue);
     this.#batch.addExecution({
-      id: ids.id,
+      id,
       runId: this.id,
       functionId: step.stepId,
       functionVersionHash: step.versionHash,
-      inputHashes: [inputValue.hash],
-      inputEncodings: [inputValue.encoding],
+      inputHashes: [call.inputValue.hash],
+      inputEncodings: [call.inputValue.encoding],
       outputHash: output?.hash ?? null,
       outputEncoding: output?.encoding ?? 'json',
-      paramsHash: paramsValue.hash,
-      contextHash: context.hash,
-      startedUs,
+      paramsHash: call.paramsValue.hash,
+      contextHash: call.context.hash,
+      startedUs: call.startedUs,
       endedUs,
-      status: failure === undefined ? ('ok' as const) : ('failed' as const),
+      status: failure === undefined ? 'ok' : 'failed',
       errorHash: errorValue?.hash ?? null,
-      streamId: origin?.streamId ?? null,
-      offset: origin?.offset ?? null,
-      context: context.context,
+      streamId: call.origin?.streamId ?? null,
+      offset: call.origin?.offset ?? null,
+      context: call.context.context,
     });
     this.#count(step, failure !== undefined);
 
-    if (failure === undefined && output !== undefined) {
-      if (this.#batch.executionCount >= this.#batchSize) await this.#commitWithBackpressure();
+    let outcome: CallOutcome;
+    if (output !== undefined) {
       const canonical = new CanonicalValue(output);
-      return {
+      outcome = {
         ok: true,
-        executionId: ids.id,
+        executionId: id,
         get output() {
           return canonical.value;
         },
         outputHash: output.hash,
         canonical,
       };
-    }
-    const error = failure as RecordedError;
-    if (this.failurePolicy === 'dead-letter') {
-      this.#batch.addDeadLetter(ids.id, error.message);
+    } else if (this.failurePolicy === 'dead-letter') {
+      const error = failure as RecordedError;
+      this.#batch.addDeadLetter(id, error.message);
       this.#deadLettered++;
-      if (this.#batch.executionCount >= this.#batchSize) await this.#commitWithBackpressure();
-      return { ok: false, executionId: ids.id, error, deadLettered: true };
+      outcome = { ok: false, executionId: id, error, deadLettered: true };
+    } else {
+      const error = failure as RecordedError;
+      this.#stopped = new StepFailedError(step.stepId, id, error, false, call.origin);
+      return this.#commitAndWait().then(() => ({ ok: false, executionId: id, error, deadLettered: false }));
     }
-    this.#stopped = new StepFailedError(step.stepId, ids.id, error, false, origin);
-    await this.#commitAndWait();
-    return { ok: false, executionId: ids.id, error, deadLettered: false };
+    if (this.#batch.executionCount >= this.#batchSize) return this.#commitWithBackpressure().then(() => outcome);
+    return outcome;
   }
 
   /** Commit everything buffered so far and wait until it is durable. */

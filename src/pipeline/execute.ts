@@ -96,7 +96,8 @@ export async function runPipeline(
       let value: unknown = record.value;
       let reached = true;
       for (const step of steps) {
-        const outcome = await run.attempt(step.loaded, value, step.params, origin);
+        const pending = run.attemptNow(step.loaded, value, step.params, origin);
+        const outcome = pending instanceof Promise ? await pending : pending;
         executions++;
         if (!outcome.ok) {
           failed++;
@@ -140,3 +141,4 @@ async function finishQuietly(run: Run, status: RunStatus): Promise<void> {
     // The store could not record the end (it may be what failed); the run shows as not ended.
   }
 }
+

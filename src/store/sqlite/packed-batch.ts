@@ -129,7 +129,9 @@ export class PackedBatchBuilder {
   readonly #values = new Writer(256 * 1024);
   readonly #executions = new Writer(256 * 1024);
   readonly #dead = new Writer(64);
-  readonly #position = new Map<string, number>();
+  /** Where each execution starts in the buffer (its id comes first), for dead letters. */
+  readonly #starts: number[] = [];
+  #lastId: string | undefined;
   readonly #isFile: (size: number) => boolean;
   readonly #canonicalContext: (c: ExecutionContext) => string;
   readonly #files: ValueWrite[] = [];
@@ -216,13 +218,20 @@ export class PackedBatchBuilder {
       w.off = start; // a refused execution leaves nothing behind
       throw err;
     }
-    this.#position.set(e.id, this.#executionCount);
+    this.#lastId = e.id;
+    this.#starts.push(start);
     this.#executionCount++;
   }
 
   /** Mark an execution already added to this batch as dead-lettered. */
   addDeadLetter(executionId: string, reason: string): void {
-    const i = this.#position.get(executionId);
+    let i: number | undefined;
+    if (executionId === this.#lastId) i = this.#executionCount - 1;
+    else {
+      const w = this.#executions;
+      const k = this.#starts.findIndex((at) => w.buf.toString('latin1', at, at + UUID_TEXT) === executionId);
+      i = k < 0 ? undefined : k;
+    }
     if (i === undefined) throw new TypeError(`dead letter ${executionId} is not in its batch`);
     this.#dead.u32(i);
     this.#dead.u16(this.#reasonIndex(reason));
