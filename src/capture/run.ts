@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { ProvenantError, errorMessage } from '../errors.js';
 import { encodeValue, sha256, canonicalize, type ContentHash, type EncodedValue, type JsonValue } from '../hash/canonical.js';
-import { newIdWithBytes, nowUs } from '../ids.js';
+import { newId, nowUs } from '../ids.js';
 import type {
   EnvironmentFingerprint,
   ExecutionContext,
@@ -120,6 +120,13 @@ export class StepFailedError extends ProvenantError {
 
 const EMPTY_PARAMS = Object.freeze({});
 
+interface ParamsEntry {
+  readonly value: EncodedValue;
+  batch: number;
+  /** Params as steps receive them: decoded once and deep-frozen. */
+  decoded: unknown;
+}
+
 /** What is known about a call between invoking the step and recording it. */
 interface PendingCall {
   readonly step: LoadedStep;
@@ -134,6 +141,7 @@ interface PendingCall {
 function isThenable(v: unknown): v is PromiseLike<unknown> {
   return (typeof v === 'object' || typeof v === 'function') && v !== null && typeof (v as { then?: unknown }).then === 'function';
 }
+
 /** Batches handed to the store and not yet committed, before capture waits. */
 const MAX_BATCHES_IN_FLIGHT = 3;
 
@@ -146,7 +154,7 @@ const MAX_BATCHES_IN_FLIGHT = 3;
  * await run.finish();
  */
 export async function startRun(store: Store, options: StartRunOptions): Promise<Run> {
-  const { id } = newIdWithBytes();
+  const id = newId();
   const run = new Run(store, id, options);
   await store.createRun({
     id,
@@ -173,7 +181,6 @@ export class Run {
   #batch: ExecutionBatchBuilder;
   /** The last output added to the current batch: a chained step's input is that same value. */
   #lastOutput: ValueWrite | undefined;
-  readonly #paramsDecoded = new WeakMap<EncodedValue, unknown>();
   #commits: Promise<void> = Promise.resolve();
   #inFlight: Promise<void>[] = [];
   #commitError: unknown = undefined;
@@ -182,8 +189,8 @@ export class Run {
   #stopped: StepFailedError | undefined;
   readonly #counts = new Map<string, { executions: number; failed: number; versionHash: string }>();
   #deadLettered = 0;
-  // Hash caches for values that repeat call after call (params, contexts), keyed by identity.
-  readonly #paramsCache = new Map<string, { value: EncodedValue; batch: number }>();
+  /** Per distinct params text: its encoding, the batch it was last added to, its decoded frozen copy. */
+  readonly #paramsCache = new Map<string, ParamsEntry>();
   #batchNumber = 0;
   #lastContext: { key: ExecutionContext | undefined; context: ExecutionContext; hash: ContentHash; bytes: Uint8Array } | undefined;
 
@@ -236,13 +243,14 @@ export class Run {
     // Into the batch before the call: the batch copies the bytes, so a step (or the caller)
     // changing them afterwards cannot change what is recorded under this hash.
     this.#pushValue(inputValue);
-    const paramsValue = this.#encodeParams(params);
+    const paramsEntry = this.#encodeParams(params);
+    const paramsValue = paramsEntry.value;
     const context = this.#currentContext();
-    const ids = newIdWithBytes();
+    const id = newId();
     const stepInput = input instanceof CanonicalValue ? input.value : decodeCanonical(inputValue);
-    const stepParams = this.#decodedParams(paramsValue);
-    const stepCtx: StepContext = { stepId: step.stepId, versionHash: step.versionHash, executionId: ids.id, runId: this.id, context: context.context };
-    const call: PendingCall = { step, id: ids.id, inputValue, paramsValue, context, origin, startedUs: nowUs() };
+    const stepParams = (paramsEntry.decoded ??= deepFreeze(decodeCanonical(paramsValue)));
+    const stepCtx: StepContext = { stepId: step.stepId, versionHash: step.versionHash, executionId: id, runId: this.id, context: context.context };
+    const call: PendingCall = { step, id, inputValue, paramsValue, context, origin, startedUs: nowUs() };
     let result: unknown;
     try {
       result = step.fn(stepInput, stepParams, stepCtx);
@@ -374,12 +382,12 @@ export class Run {
    * Params are canonicalized at every call (a caller may change its params object between calls);
    * the encoded value, its batch membership and its decoded, frozen copy are reused per distinct text.
    */
-  #encodeParams(params: JsonValue): EncodedValue {
+  #encodeParams(params: JsonValue): ParamsEntry {
     const text = canonicalize(params);
     let cached = this.#paramsCache.get(text);
     if (cached === undefined) {
       if (this.#paramsCache.size >= 1000) this.#paramsCache.clear();
-      cached = { value: encodeValue(params), batch: -1 };
+      cached = { value: encodeValue(params), batch: -1, decoded: undefined };
       this.#paramsCache.set(text, cached);
     }
     // Params ride along once per batch; the store skips values it already holds.
@@ -387,7 +395,7 @@ export class Run {
       cached.batch = this.#batchNumber;
       this.#pushValue(cached.value);
     }
-    return cached.value;
+    return cached;
   }
 
   #currentContext(): { context: ExecutionContext; hash: ContentHash } {
@@ -403,16 +411,6 @@ export class Run {
     this.#lastContext = entry;
     this.#pushValue(entry);
     return entry;
-  }
-
-  /** Params as the step receives them: decoded once per distinct params and deep-frozen. */
-  #decodedParams(value: EncodedValue): unknown {
-    let decoded = this.#paramsDecoded.get(value);
-    if (decoded === undefined) {
-      decoded = deepFreeze(decodeCanonical(value));
-      this.#paramsDecoded.set(value, decoded);
-    }
-    return decoded;
   }
 
   #pushValue(value: ValueWrite): void {

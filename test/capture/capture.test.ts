@@ -34,6 +34,7 @@ import { ensureDist } from '../helpers/dist.js';
 import { DIST_INDEX, REPO_ROOT } from '../helpers/paths.js';
 import { writeFiles, writeProject } from '../helpers/project.js';
 import { makeTempDir } from '../helpers/temp.js';
+import { rejection } from '../helpers/rejection.js';
 
 const STEPS = {
   'steps/square.ts': 'export default (x: { n: number }) => ({ n: x.n, sq: x.n * x.n });\n',
@@ -82,14 +83,6 @@ async function allExecutions(runId: string): Promise<ExecutionRecord[]> {
   }
 }
 
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected the promise to reject');
-}
 
 describe('nothing is lost', () => {
   it('100,000 calls are 100,000 executions, each with the right input and output', async () => {

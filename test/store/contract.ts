@@ -26,6 +26,7 @@ import {
   type ValueEncoding,
   type ValueWrite,
 } from '../../src/index.js';
+import { rejection } from '../helpers/rejection.js';
 
 /** A freshly opened empty store and how to dispose of it. */
 export interface OpenedStore {
@@ -146,14 +147,6 @@ async function readAll(stream: Readable): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected the promise to reject');
-}
 
 const ids = (records: readonly { id: string }[]): string[] => records.map((r) => r.id);
 const byId = (a: { id: string }, b: { id: string }): number => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);

@@ -22,6 +22,7 @@ import { ensureDist } from '../helpers/dist.js';
 import { blobFilePath, digestBytes, overwriteInlineBlob, withRawDb } from '../helpers/raw-db.js';
 import { makeTempDir } from '../helpers/temp.js';
 import { append, buildExecution, createRun, describeStoreContract, registerStep, tick } from './contract.js';
+import { rejection } from '../helpers/rejection.js';
 
 // The store commits batches on a writer thread whose script is the built one (dist/).
 beforeAll(async () => {
@@ -40,14 +41,6 @@ describeStoreContract('SqliteStore without a writer thread, with a 64-byte inlin
   return { store, cleanup: async () => store.close() };
 });
 
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected the promise to reject');
-}
 
 /** Read a stream to its end or its error, counting the bytes that passed. */
 function drain(stream: Readable): Promise<{ received: number; ended: boolean; error: unknown }> {
