@@ -66,6 +66,7 @@ async function benchCapture(records: SourceRecord[]) {
   const seconds = (performance.now() - t0) / 1000;
   const after = metadataBytes(store);
   const fileAfter = statSync(store.databasePath).size;
+  const stats = await store.stats();
   // Load the same stored artifacts for the bare and floor loops: identical code, no capture.
   const run = await startRun(store, { name: 'bench-load' });
   const steps: LoadedStep[] = [];
@@ -79,6 +80,8 @@ async function benchCapture(records: SourceRecord[]) {
     seconds,
     metadataPerExecution: (after.metadata - before.metadata) / result.executions,
     filePerExecution: (fileAfter - fileBefore) / result.executions,
+    meanValueBytes: stats.blobBytes / stats.blobs,
+    values: stats.blobs,
     steps,
     params,
   };
@@ -184,7 +187,10 @@ async function main(): Promise<void> {
   const captureRate = capture.executions / capture.seconds;
   const bareRate = bare.executions / bare.seconds;
   const floorRate = floor.executions / floor.seconds;
-  const common = `${n} flights-3m.parquet records x 2 steps (example flights pipeline); input records ${meanBytes} B canonical JSON on average; node ${process.version}`;
+  const flags = process.execArgv.length > 0 ? ` ${process.execArgv.join(' ')}` : '';
+  const common =
+    `${n} flights-3m.parquet records x 2 steps (example flights pipeline); source records ${meanBytes} B and ` +
+    `stored values ${Math.round(capture.meanValueBytes)} B canonical JSON on average (${capture.values} values); node ${process.version}${flags}`;
   const results: BenchResult[] = [
     { name: 'capture.step_executions_per_s', unit: 'executions/s', value: Math.round(captureRate), extra: `${common}; every input and output stored` },
     { name: 'capture.uninstrumented_per_s', unit: 'executions/s', value: Math.round(bareRate), extra: `${common}; same stored step artifacts called bare` },
