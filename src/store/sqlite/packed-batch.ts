@@ -7,7 +7,7 @@
  * splits the per-execution work between the two cores.
  *
  * Layout (little endian). Strings that repeat (run ids, step keys, contexts, stream ids) go in a
- * small dictionary sent beside it; the buffer holds three sections, each led by a u32 count:
+ * small dictionary sent beside it; three buffers hold the sections (their counts beside them):
  *   values:      hash(71) u8 location u32 size [bytes(size) if inline]
  *   executions:  id(36) u16 run u16 step u32 nInputs hash(71)·n u8 hasOutput [hash] hash(params)
  *                u16 context f64 startedUs f64 endedUs u8 status u8 hasError [hash]
@@ -31,10 +31,26 @@ export interface PackedDictionary {
   readonly reasons: string[];
 }
 
-/** A packed batch: dictionary plus binary body. */
+/**
+ * A packed batch: the dictionary plus the three sections, each in its own buffer (transferred to
+ * the writer thread without a copy) with its item count and byte length.
+ */
 export interface PackedBatch {
   readonly dictionary: PackedDictionary;
-  readonly body: ArrayBuffer;
+  readonly sections: readonly [values: PackedSection, executions: PackedSection, deadLetters: PackedSection];
+}
+
+/** One section of a packed batch. */
+export interface PackedSection {
+  readonly buffer: ArrayBuffer;
+  readonly length: number;
+  readonly count: number;
+}
+
+/** Byte sizes to start a batch's buffers at (the store passes the last batch's sizes). */
+export interface PackedSizeHint {
+  readonly values: number;
+  readonly executions: number;
 }
 
 /** Where a value's bytes go. */
@@ -45,11 +61,12 @@ class Writer {
   buf: Buffer;
   off = 0;
   constructor(size: number) {
-    this.buf = Buffer.allocUnsafe(Math.max(size, 1024));
+    // Each writer owns its ArrayBuffer (never a slice of the shared pool), so it can be transferred.
+    this.buf = Buffer.allocUnsafeSlow(Math.max(size, 1024));
   }
   ensure(n: number): void {
     if (this.off + n <= this.buf.length) return;
-    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.off + n));
+    const next = Buffer.allocUnsafeSlow(Math.max(this.buf.length * 2, this.off + n));
     this.buf.copy(next, 0, 0, this.off);
     this.buf = next;
   }
@@ -126,8 +143,8 @@ export class PackedBatchBuilder {
   readonly #contextIndex = indexer(this.#dictionary.contexts, ([h]) => h);
   readonly #streamIndex = indexer(this.#dictionary.streams, (s) => s);
   readonly #reasonIndex = indexer(this.#dictionary.reasons, (r) => r);
-  readonly #values = new Writer(256 * 1024);
-  readonly #executions = new Writer(256 * 1024);
+  readonly #values: Writer;
+  readonly #executions: Writer;
   readonly #dead = new Writer(64);
   /** Where each execution starts in the buffer (its id comes first), for dead letters. */
   readonly #starts: number[] = [];
@@ -141,9 +158,11 @@ export class PackedBatchBuilder {
   #lastContext: ExecutionContext | undefined;
   #lastContextIndex = 0;
 
-  constructor(isFile: (size: number) => boolean, canonicalContext: (c: ExecutionContext) => string) {
+  constructor(isFile: (size: number) => boolean, canonicalContext: (c: ExecutionContext) => string, hint?: PackedSizeHint) {
     this.#isFile = isFile;
     this.#canonicalContext = canonicalContext;
+    this.#values = new Writer(hint?.values ?? 64 * 1024);
+    this.#executions = new Writer(hint?.executions ?? 64 * 1024);
   }
 
   /** Executions added so far. */
@@ -238,26 +257,22 @@ export class PackedBatchBuilder {
     this.#deadCount++;
   }
 
-  /** The finished batch, its body ready to transfer. */
+  /** The finished batch, its buffers ready to transfer (the builder must not be used after). */
   finish(): PackedBatch {
     const d = this.#dictionary;
     if (d.runs.length > 0xffff || d.steps.length > 0xffff || d.contexts.length > 0xffff) {
       throw new RangeError('too many distinct runs, steps or contexts in one batch');
     }
-    const parts: [number, Writer][] = [
-      [this.#valueCount, this.#values],
-      [this.#executionCount, this.#executions],
-      [this.#deadCount, this.#dead],
-    ];
-    const body = new ArrayBuffer(parts.reduce((n, [, w]) => n + 4 + w.off, 0));
-    const out = Buffer.from(body);
-    let o = 0;
-    for (const [n, w] of parts) {
-      o = out.writeUInt32LE(n, o);
-      out.set(w.buf.subarray(0, w.off), o);
-      o += w.off;
-    }
-    return { dictionary: d, body };
+    const section = (w: Writer, count: number): PackedSection => ({ buffer: w.buf.buffer as ArrayBuffer, length: w.off, count });
+    return {
+      dictionary: d,
+      sections: [section(this.#values, this.#valueCount), section(this.#executions, this.#executionCount), section(this.#dead, this.#deadCount)],
+    };
+  }
+
+  /** Bytes used so far by values and executions (to size the next batch). */
+  get sizes(): PackedSizeHint {
+    return { values: this.#values.off, executions: this.#executions.off };
   }
 }
 
@@ -321,10 +336,13 @@ const ascii = (text: string): Buffer => Buffer.from(text, 'latin1');
 const SHA_PREFIX = ascii('sha256:');
 
 
+/** Value of each byte as a lowercase hex digit, or -1. */
+const HEX = new Int8Array(256).fill(-1);
+for (let c = 48; c <= 57; c++) HEX[c] = c - 48;
+for (let c = 97; c <= 102; c++) HEX[c] = c - 87;
+
 function hexNibble(c: number): number {
-  if (c >= 48 && c <= 57) return c - 48;
-  if (c >= 97 && c <= 102) return c - 87;
-  return -1;
+  return HEX[c] as number;
 }
 
 /**
@@ -337,7 +355,9 @@ export function unpackBatch(batch: PackedBatch): {
   deadLetters: { execution: number; reason: number }[];
 } {
   const d = batch.dictionary;
-  const b = Buffer.from(batch.body);
+  const [valueSection, executionSection, deadSection] = batch.sections;
+  const view = (section: PackedSection): Buffer => Buffer.from(section.buffer, 0, section.length);
+  let b = view(valueSection);
   let o = 0;
   const invalid = (what: string, start: number, length: number): never => {
     const text = b.toString('latin1', start, start + length);
@@ -354,12 +374,14 @@ export function unpackBatch(batch: PackedBatch): {
     }
     const out = slab.subarray(slabUsed, slabUsed + 32);
     slabUsed += 32;
+    let bad = 0;
     for (let i = 0, p = start + 7; i < 32; i++, p += 2) {
-      const hi = hexNibble(b[p] as number);
-      const lo = hexNibble(b[p + 1] as number);
-      if (hi < 0 || lo < 0) invalid(what, start, HASH_TEXT);
+      const hi = HEX[b[p] as number] as number;
+      const lo = HEX[b[p + 1] as number] as number;
+      bad |= hi | lo; // any -1 sets the sign bit
       out[i] = (hi << 4) | lo;
     }
+    if (bad < 0) invalid(what, start, HASH_TEXT);
     return out;
   };
   const uuidAt = (start: number): Buffer => {
@@ -385,8 +407,7 @@ export function unpackBatch(batch: PackedBatch): {
     if (!text.isWellFormed()) throw new ProvenantError('INPUT_INVALID', 'an id has a lone surrogate', { context: { value: text } });
   }
   const values: PackedValue[] = [];
-  const nValues = b.readUInt32LE(o);
-  o += 4;
+  const nValues = valueSection.count;
   for (let i = 0; i < nValues; i++) {
     const digest = digestAt(o, 'value hash');
     o += HASH_TEXT;
@@ -402,8 +423,9 @@ export function unpackBatch(batch: PackedBatch): {
   }
 
   const executions: PackedExecution[] = [];
-  const nExec = b.readUInt32LE(o);
-  o += 4;
+  b = view(executionSection);
+  o = 0;
+  const nExec = executionSection.count;
   for (let i = 0; i < nExec; i++) {
     const id = uuidAt(o);
     o += UUID_TEXT;
@@ -467,8 +489,9 @@ export function unpackBatch(batch: PackedBatch): {
     });
   }
   const deadLetters: { execution: number; reason: number }[] = [];
-  const nDead = b.readUInt32LE(o);
-  o += 4;
+  b = view(deadSection);
+  o = 0;
+  const nDead = deadSection.count;
   for (let i = 0; i < nDead; i++) {
     deadLetters.push({ execution: b.readUInt32LE(o), reason: b.readUInt16LE(o + 4) });
     o += 6;

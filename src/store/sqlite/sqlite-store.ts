@@ -36,7 +36,7 @@ import {
 } from '../../hash/canonical.js';
 import { isUuid, uuidFromBytes, uuidToBytes } from '../../ids.js';
 import { BatchApplier, configureConnection } from './apply-batch.js';
-import { LOCATION_FILE, LOCATION_INLINE, PackedBatchBuilder, decodeEncodings, packBatch, type PackedBatch } from './packed-batch.js';
+import { LOCATION_FILE, LOCATION_INLINE, PackedBatchBuilder, decodeEncodings, packBatch, type PackedBatch, type PackedSizeHint } from './packed-batch.js';
 import type {
   ExecutionBatch,
   ExecutionContext,
@@ -328,13 +328,18 @@ export class SqliteStore implements Store {
   }
 
   newBatch(): PackedBatchBuilder {
-    return new PackedBatchBuilder(this.#isFile, canonicalize);
+    return new PackedBatchBuilder(this.#isFile, canonicalize, this.#sizeHint);
   }
+
+  /** The last committed batch's sizes, plus a margin: new batches start big enough not to grow. */
+  #sizeHint: PackedSizeHint | undefined;
 
   async commitBatch(batch: ExecutionBatchBuilder): Promise<void> {
     if (!(batch instanceof PackedBatchBuilder)) throw new TypeError('commitBatch takes a batch made by this store\'s newBatch()');
     // Large values are durable files before any record that refers to them commits.
     for (const v of batch.fileValues) await this.#files.write(v.hash, v.bytes);
+    const sizes = batch.sizes;
+    this.#sizeHint = { values: Math.ceil(sizes.values * 1.1), executions: Math.ceil(sizes.executions * 1.1) };
     const packed = batch.finish();
     if (this.#writer !== undefined) await this.#writer.apply(packed);
     else this.#applier.apply(packed);
@@ -604,7 +609,7 @@ class WriterThread {
 
   /** Commit a packed batch on the writer thread; resolves when it is committed. */
   apply(batch: PackedBatch): Promise<void> {
-    return this.#send({ batch }, [batch.body]);
+    return this.#send({ batch }, batch.sections.map((section) => section.buffer));
   }
 
   async close(): Promise<void> {
