@@ -39,37 +39,98 @@ export function canonicalRecord(e: HashedExecution): JsonValue {
   };
 }
 
-const q = (s: string | null): string => (s === null ? 'null' : JSON.stringify(s));
-/** Quote a string known to need no escaping (hex hashes, UUIDs, fixed words). */
-const raw = (s: string | null): string => (s === null ? 'null' : `"${s}"`);
 const SAFE_RE = /^[0-9a-z:-]*$/;
 const num = (n: number | null): string => (n === null ? 'null' : Object.is(n, -0) ? '0' : String(n));
+
+/** The JSON text of a string that needs no escaping (hex hashes, UUIDs, fixed words), else undefined. */
+function safeQuoted(s: string | null): string | undefined {
+  if (s === null) return 'null';
+  return SAFE_RE.test(s) ? `"${s}"` : undefined;
+}
+
+/** The JSON text of any well-formed string, else undefined. */
+function quoted(s: string | null): string | undefined {
+  if (s === null) return 'null';
+  return s.isWellFormed() ? JSON.stringify(s) : undefined;
+}
+
+/**
+ * Quoted forms of the fields that repeat from one execution to the next (run, step, params,
+ * context, stream), remembered for the last value seen: most calls reuse them unchanged.
+ */
+class LastQuoted {
+  #value: string | null | undefined = undefined;
+  #text: string | undefined;
+  constructor(private readonly quote: (s: string | null) => string | undefined) {}
+  get(value: string | null): string | undefined {
+    if (value !== this.#value) {
+      this.#value = value;
+      this.#text = this.quote(value);
+    }
+    return this.#text;
+  }
+}
+
+const lastRun = new LastQuoted(safeQuoted);
+const lastFunction = new LastQuoted(quoted);
+const lastVersion = new LastQuoted(safeQuoted);
+const lastParams = new LastQuoted(safeQuoted);
+const lastContext = new LastQuoted(safeQuoted);
+const lastStream = new LastQuoted(quoted);
 
 /**
  * The canonical record hash of an execution. It is computed once per execution, so it writes
  * the canonical text directly (keys in RFC 8785 order) instead of walking an object; a test holds
- * it equal to `sha256(canonicalize(canonicalRecord(e)))`. Falls back to that form for any field
- * the fast path cannot vouch for.
+ * it equal to `sha256(canonicalize(canonicalRecord(e)))`. Falls back to that form (which names
+ * what is wrong) for any field the fast path cannot vouch for.
  */
 export function executionRecordHash(e: HashedExecution): ContentHash {
+  const id = safeQuoted(e.id);
+  const runId = lastRun.get(e.runId);
+  const functionId = lastFunction.get(e.functionId);
+  const version = lastVersion.get(e.functionVersionHash);
+  const params = lastParams.get(e.paramsHash);
+  const context = lastContext.get(e.contextHash);
+  const stream = lastStream.get(e.streamId);
+  const output = safeQuoted(e.outputHash);
+  const error = safeQuoted(e.errorHash);
+  let inputs = '';
+  let encodings = '';
+  let inputsOk = true;
+  for (let i = 0; i < e.inputHashes.length; i++) {
+    const h = safeQuoted(e.inputHashes[i] as string);
+    const enc = e.inputEncodings[i];
+    if (h === undefined || (enc !== 'json' && enc !== 'bytes')) {
+      inputsOk = false;
+      break;
+    }
+    inputs += i === 0 ? h : `,${h}`;
+    encodings += i === 0 ? `"${enc}"` : `,"${enc}"`;
+  }
   if (
-    !e.functionId.isWellFormed() ||
-    (e.streamId !== null && !e.streamId.isWellFormed()) ||
+    id === undefined ||
+    runId === undefined ||
+    functionId === undefined ||
+    version === undefined ||
+    params === undefined ||
+    context === undefined ||
+    stream === undefined ||
+    output === undefined ||
+    error === undefined ||
+    !inputsOk ||
+    e.inputHashes.length !== e.inputEncodings.length ||
+    (e.outputEncoding !== 'json' && e.outputEncoding !== 'bytes') ||
+    (e.status !== 'ok' && e.status !== 'failed') ||
     !Number.isFinite(e.startedUs) ||
     !Number.isFinite(e.endedUs) ||
-    (e.offset !== null && !Number.isFinite(e.offset)) ||
-    !SAFE_RE.test(e.id) ||
-    !SAFE_RE.test(e.runId)
+    (e.offset !== null && !Number.isFinite(e.offset))
   ) {
     return sha256(canonicalize(canonicalRecord(e)));
   }
-  // Hashes, ids, encodings and status are hex, UUIDs or fixed words: quoted without escaping.
-  const text =
-    `{"contextHash":${raw(e.contextHash)},"endedUs":${num(e.endedUs)},"errorHash":${raw(e.errorHash)},` +
-    `"functionId":${q(e.functionId)},"functionVersionHash":${raw(e.functionVersionHash)},"id":${raw(e.id)},` +
-    `"inputEncodings":[${e.inputEncodings.map(raw).join(',')}],"inputHashes":[${e.inputHashes.map(raw).join(',')}],` +
-    `"offset":${num(e.offset)},"outputEncoding":${raw(e.outputEncoding)},"outputHash":${raw(e.outputHash)},` +
-    `"paramsHash":${raw(e.paramsHash)},"runId":${raw(e.runId)},"startedUs":${num(e.startedUs)},"status":${raw(e.status)},` +
-    `"streamId":${q(e.streamId)},"v":${RECORD_FORMAT}}`;
-  return sha256(text);
+  return sha256(
+    `{"contextHash":${context},"endedUs":${num(e.endedUs)},"errorHash":${error},"functionId":${functionId},` +
+      `"functionVersionHash":${version},"id":${id},"inputEncodings":[${encodings}],"inputHashes":[${inputs}],` +
+      `"offset":${num(e.offset)},"outputEncoding":"${e.outputEncoding}","outputHash":${output},"paramsHash":${params},` +
+      `"runId":${runId},"startedUs":${num(e.startedUs)},"status":"${e.status}","streamId":${stream},"v":${RECORD_FORMAT}}`,
+  );
 }

@@ -85,6 +85,23 @@ describe('packed batches', () => {
     );
   });
 
+  it('the record hash equals its definition even for fields the fast path does not vouch for', () => {
+    const [e] = fc.sample(executionArb, { numRuns: 1, seed: 11 });
+    if (e === undefined) throw new Error('no sample');
+    const odd: ExecutionWrite[] = [
+      { ...e, paramsHash: 'sha256:"quoted"' as ContentHash },
+      { ...e, id: 'NOT-A-UUID "x"' },
+      { ...e, functionId: 'step "quoted" \\ é' },
+      { ...e, streamId: 'file:/tmp/a "b".csv' },
+      { ...e, offset: 1.5, startedUs: -0 },
+    ];
+    for (const x of odd) expect(executionRecordHash(x)).toBe(sha256(canonicalize(canonicalRecord(x))));
+    // Alternating between values (as two steps in a pipeline do) never reuses the wrong quoted form.
+    const a = { ...e, functionId: 'a', paramsHash: e.contextHash };
+    const b = { ...e, functionId: 'b' };
+    for (const x of [a, b, a, b]) expect(executionRecordHash(x)).toBe(sha256(canonicalize(canonicalRecord(x))));
+  });
+
   it('carries values, inline JSON text and bytes alike', () => {
     const builder = new PackedBatchBuilder((size) => size > 100, (c) => canonicalize(c));
     const text = canonicalize({ é: 'ü', n: 1 });
