@@ -47,14 +47,10 @@ export class BatchApplier {
     };
   }
 
-  /** Commit packed batches atomically, all in one transaction (each batch whole or none). */
-  apply(...batches: PackedBatch[]): void {
+  /** Commit a packed batch atomically: all of it or none. */
+  apply(batch: PackedBatch): void {
     try {
-      this.#db
-        .transaction(() => {
-          for (const batch of batches) this.#write(batch);
-        })
-        .immediate();
+      this.#db.transaction(() => this.#write(batch)).immediate();
     } catch (err) {
       // Rows interned inside the rolled-back transaction are gone: forget their cached numbers.
       this.#contextSeq.clear();

@@ -3,7 +3,8 @@
  * content-addressed folder for large blobs. Zero configuration; one folder (`./.provenant`).
  *
  * Locking and durability model:
- * - One connection per process, WAL journal, `synchronous = NORMAL`: a committed transaction
+ * - Two connections per open store (the main one, and the writer thread's, below), WAL journal,
+ *   `synchronous = NORMAL`: a committed transaction
  *   survives a crash of the process (SIGKILL); after a power loss the database stays consistent
  *   and may lose the last transactions before the crash. `busy_timeout` waits up to 5 s for
  *   another process's write lock.
@@ -14,10 +15,12 @@
  *   upgrading read locks to write locks.
  * - Large blobs are written (fsync, rename, fsync folder) before the transaction that refers to
  *   them commits: no committed record can point at a missing file.
- * - Batches of executions are packed into one buffer and committed by a writer thread with its
+ * - Batches of executions are packed into buffers and committed by a writer thread with its
  *   own connection (`writer-thread.ts`), in order, so capture hashes on one core while SQLite
- *   writes on the other. `appendExecutions` resolves once the batch is committed. Everything else
- *   uses the main connection; `busy_timeout` covers the rare overlap of the two writers.
+ *   writes on the other. `commitBatch`/`appendExecutions` resolve once the batch is committed.
+ *   Everything else uses the main connection; `busy_timeout` covers the rare overlap of the two
+ *   writers. Without a build of `writer-thread.js` (running from TypeScript sources) or with
+ *   `writerThread: false`, batches are committed on the main connection instead.
  */
 import Database from 'better-sqlite3';
 import { mkdirSync, existsSync } from 'node:fs';
