@@ -9,12 +9,13 @@
  */
 import { Command, Option } from 'commander';
 import { createWriteStream, existsSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ProvenantError } from '../errors.js';
 import { decodeValue, type ContentHash, type ValueEncoding } from '../hash/canonical.js';
 import { runPipeline, type PipelineResult } from '../pipeline/execute.js';
 import { loadPipelineFile } from '../pipeline/load.js';
-import { readRecords } from '../sources/files.js';
+import { formatOf, readRecords } from '../sources/files.js';
 import { vegaDatasetPath } from '../sources/datasets.js';
 import type { ExecutionRecord, FailurePolicy } from '../store/records.js';
 import { DEFAULT_STORE, openStore } from '../store/open.js';
@@ -68,6 +69,11 @@ interface RunOpts extends StoreOpts {
 }
 
 async function runCommand(pipelineFile: string, opts: RunOpts, label = 'run'): Promise<void> {
+  // Check the input before anything is created or recorded: a typo must not leave a failed run behind.
+  formatOf(opts.input);
+  if (!existsSync(opts.input)) {
+    throw new ProvenantError('INPUT_INVALID', `input file ${resolve(opts.input)} does not exist`, { context: { file: resolve(opts.input) } });
+  }
   const loaded = await loadPipelineFile(pipelineFile);
   const progress = new Progress(`${label} ${loaded.definition.name}`, opts.quiet === true || opts.json === true);
   const out = opts.output === undefined ? undefined : createWriteStream(opts.output);
@@ -121,6 +127,8 @@ export function buildProgram(): Command {
   const program = new Command('provenant')
     .description('Record how every piece of data in a pipeline was made, and replay it.')
     .version(PROVENANT_VERSION)
+    // Before the subcommands are added, so that they inherit it: usage errors reach exitWith (exit 2).
+    .exitOverride()
     .showHelpAfterError()
     .configureOutput({ outputError: (text, write) => write(paint('red', text, process.stderr)) });
 
@@ -298,7 +306,6 @@ export function buildProgram(): Command {
 const isMain = process.argv[1] !== undefined && fileURLToPath(import.meta.url) === (await import('node:fs')).realpathSync(process.argv[1]);
 if (isMain) {
   const program = buildProgram();
-  program.exitOverride();
   try {
     await program.parseAsync(process.argv);
   } catch (err) {

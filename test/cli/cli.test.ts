@@ -223,10 +223,18 @@ describe('run', () => {
     expect(runs[0]?.end?.status).toBe('stopped');
   });
 
-  it('a missing input file → exit 2', async () => {
-    const r = await cli(['run', PIPELINE, '--input', join(dir, 'nope.ndjson'), '--store', join(dir, 'other-store')]);
+  it('a missing input file → exit 2, and no store or run is created for the typo', async () => {
+    const store = join(dir, 'typo-store');
+    const r = await cli(['run', PIPELINE, '--input', join(dir, 'nope.ndjson'), '--store', store]);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/nope\.ndjson does not exist/);
+    expect(existsSync(store)).toBe(false);
+  });
+
+  it('a missing required option is a usage error → exit 2', async () => {
+    const r = await cli(['run', PIPELINE, '--store', join(dir, 'usage-store')]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("required option '--input <file>' not specified");
   });
 
   it('a missing pipeline file → exit 2', async () => {
