@@ -23,7 +23,8 @@ export type ErrorCode =
   | 'PIPELINE_INVALID'
   | 'INPUT_INVALID'
   | 'NOT_FOUND'
-  | 'RUN_CLOSED';
+  | 'RUN_CLOSED'
+  | 'DETERMINISM_VIOLATION';
 
 /** Options shared by every {@link ProvenantError}. */
 export interface ProvenantErrorOptions {

@@ -49,3 +49,14 @@ export { runPipeline, type RunPipelineOptions, type PipelineResult, type Pipelin
 export { loadPipelineFile, type LoadedPipeline } from './pipeline/load.js';
 export { readRecords, formatOf, type FileFormat, type ReadRecordsOptions } from './sources/files.js';
 export { PROVENANT_VERSION } from './version.js';
+export {
+  withTape,
+  RecordingTape,
+  ReplayTape,
+  DeterminismViolationError,
+  type Tape,
+  type TapeEntry,
+  type NondeterminismKind,
+  type NondeterminismRecord,
+} from './step/determinism.js';
+export { reexecute, type ReexecutionResult, type DivergenceCause } from './replay/execution.js';

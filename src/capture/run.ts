@@ -22,6 +22,7 @@ import type {
 } from '../store/records.js';
 import type { ExecutionBatchBuilder, Store } from '../store/store.js';
 import type { StepSource } from '../step/bundle.js';
+import { nondeterminismJson, RecordingTape, withTape } from '../step/determinism.js';
 import { prepareStep } from '../step/register.js';
 import type { LoadedStep, StepContext } from '../step/runtime.js';
 import { currentContext } from './context.js';
@@ -135,6 +136,7 @@ interface PendingCall {
   readonly paramsValue: EncodedValue;
   readonly context: { context: ExecutionContext; hash: ContentHash };
   readonly origin: CallOrigin | undefined;
+  readonly tape: RecordingTape;
   readonly startedUs: number;
 }
 
@@ -250,10 +252,11 @@ export class Run {
     const stepInput = input instanceof CanonicalValue ? input.value : decodeCanonical(inputValue);
     const stepParams = (paramsEntry.decoded ??= deepFreeze(decodeCanonical(paramsValue)));
     const stepCtx: StepContext = { stepId: step.stepId, versionHash: step.versionHash, executionId: id, runId: this.id, context: context.context };
-    const call: PendingCall = { step, id, inputValue, paramsValue, context, origin, startedUs: nowUs() };
+    const tape = new RecordingTape();
+    const call: PendingCall = { step, id, inputValue, paramsValue, context, origin, tape, startedUs: nowUs() };
     let result: unknown;
     try {
-      result = step.fn(stepInput, stepParams, stepCtx);
+      result = withTape(tape, () => step.fn(stepInput, stepParams, stepCtx));
     } catch (err) {
       return this.#settle(call, undefined, err, true);
     }
@@ -282,6 +285,9 @@ export class Run {
     const endedUs = nowUs();
 
     const errorValue = failure === undefined ? undefined : encodeValue(failure);
+    const reads = call.tape.toRecord();
+    const nondeterminismValue = reads === null ? undefined : encodeValue(nondeterminismJson(reads));
+    if (nondeterminismValue !== undefined) this.#pushValue(nondeterminismValue);
     if (output !== undefined) {
       this.#pushValue(output);
       this.#lastOutput = output;
@@ -302,6 +308,7 @@ export class Run {
       endedUs,
       status: failure === undefined ? 'ok' : 'failed',
       errorHash: errorValue?.hash ?? null,
+      nondeterminismHash: nondeterminismValue?.hash ?? null,
       streamId: call.origin?.streamId ?? null,
       offset: call.origin?.offset ?? null,
       context: call.context.context,

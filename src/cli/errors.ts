@@ -24,6 +24,7 @@ export function exitCodeOf(code: ErrorCode): number {
     case 'ARTIFACT_MISSING':
     case 'ARTIFACT_CORRUPT':
     case 'APPEND_ONLY':
+    case 'DETERMINISM_VIOLATION':
       return 3;
     case 'STEP_FAILED':
       return 4;

@@ -15,6 +15,7 @@ import { ProvenantError } from '../errors.js';
 import { decodeValue, type ContentHash, type ValueEncoding } from '../hash/canonical.js';
 import { runPipeline, type PipelineResult } from '../pipeline/execute.js';
 import { loadPipelineFile } from '../pipeline/load.js';
+import { reexecute } from '../replay/execution.js';
 import { formatOf, readRecords } from '../sources/files.js';
 import { vegaDatasetPath } from '../sources/datasets.js';
 import type { ExecutionRecord, FailurePolicy } from '../store/records.js';
@@ -241,6 +242,27 @@ export function buildProgram(): Command {
             foldedJson(e.status === 'ok' ? output : error),
           ].join('\n'),
         );
+      });
+    });
+
+  program
+    .command('reexecute')
+    .description('run one recorded execution again with its recorded code, input, params, clock reads and random draws; check the output hash')
+    .argument('<executionId>')
+    .addOption(storeOption())
+    .option('--json', 'machine-readable output')
+    .action(async (id: string, opts: StoreOpts & { json?: boolean }) => {
+      await withStore(opts, false, async (store) => {
+        const r = await reexecute(store, id);
+        print(opts.json === true, r, () =>
+          [
+            `${r.matches ? paint('green', 'reproduced') : paint('red', 'diverged')}  execution ${r.executionId} (step ${r.stepId} @ ${shortHash(r.versionHash)})`,
+            `  recorded output  ${r.recordedOutputHash ?? '(failed)'}`,
+            `  replayed output  ${r.replayedOutputHash ?? `(failed: ${r.error ?? '?'})`}`,
+            ...(r.cause === null ? [] : [`  cause            ${r.cause}`]),
+          ].join('\n'),
+        );
+        if (!r.matches) process.exitCode = 4;
       });
     });
 

@@ -34,6 +34,7 @@ export function canonicalRecord(e: HashedExecution): JsonValue {
     endedUs: e.endedUs,
     status: e.status,
     errorHash: e.errorHash,
+    nondeterminismHash: e.nondeterminismHash,
     streamId: e.streamId,
     offset: e.offset,
   };
@@ -94,6 +95,7 @@ export function executionRecordHash(e: HashedExecution): ContentHash {
   const stream = lastStream.get(e.streamId);
   const output = safeQuoted(e.outputHash);
   const error = safeQuoted(e.errorHash);
+  const nondeterminism = safeQuoted(e.nondeterminismHash);
   let inputs = '';
   let encodings = '';
   let inputsOk = true;
@@ -117,6 +119,7 @@ export function executionRecordHash(e: HashedExecution): ContentHash {
     stream === undefined ||
     output === undefined ||
     error === undefined ||
+    nondeterminism === undefined ||
     !inputsOk ||
     e.inputHashes.length !== e.inputEncodings.length ||
     (e.outputEncoding !== 'json' && e.outputEncoding !== 'bytes') ||
@@ -130,7 +133,7 @@ export function executionRecordHash(e: HashedExecution): ContentHash {
   return sha256(
     `{"contextHash":${context},"endedUs":${num(e.endedUs)},"errorHash":${error},"functionId":${functionId},` +
       `"functionVersionHash":${version},"id":${id},"inputEncodings":[${encodings}],"inputHashes":[${inputs}],` +
-      `"offset":${num(e.offset)},"outputEncoding":"${e.outputEncoding}","outputHash":${output},"paramsHash":${params},` +
+      `"nondeterminismHash":${nondeterminism},"offset":${num(e.offset)},"outputEncoding":"${e.outputEncoding}","outputHash":${output},"paramsHash":${params},` +
       `"runId":${runId},"startedUs":${num(e.startedUs)},"status":"${e.status}","streamId":${stream},"v":${RECORD_FORMAT}}`,
   );
 }

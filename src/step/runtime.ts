@@ -1,8 +1,8 @@
 /**
  * The step realm: where stored step artifacts execute. Each loaded step version gets its own
  * `node:vm` context (its own globals and intrinsics: `Date`, `Math`, `Object`…), so what runs is
- * exactly the artifact's code and nothing the host process defined, and so later parts can replace
- * the clock and randomness inside the realm for deterministic replay.
+ * exactly the artifact's code and nothing the host process defined, and so the clock and
+ * randomness inside the realm can be recorded and replayed (`determinism.ts`).
  *
  * This module is kept small and apart from the engine that hosts it (capture, replay).
  */
@@ -13,6 +13,7 @@ import { sha256, type ContentHash } from '../hash/canonical.js';
 import type { ExecutionContext, StepManifest } from '../store/records.js';
 import type { Store } from '../store/store.js';
 import { ARTIFACT_GLOBAL } from './bundle.js';
+import { REALM_PRELUDE, realmHooks, realmNodeCrypto, realmWebCrypto, type RealmHooks } from './determinism.js';
 
 /** What a step function receives besides its input and params. */
 export interface StepContext {
@@ -46,6 +47,8 @@ function builtinRequire(name: string): unknown {
   if (!isBuiltin(name)) {
     throw new Error(`step code may require only Node built-ins at run time, not '${name}' (bundle it instead)`);
   }
+  // Randomness from node:crypto goes through the tape like Math.random (see determinism.ts).
+  if (name === 'crypto' || name === 'node:crypto') return realmNodeCrypto;
   return hostRequire(name);
 }
 
@@ -64,10 +67,14 @@ export function instantiateArtifact(code: string, stepId: string, versionHash: C
     structuredClone,
     atob,
     btoa,
+    queueMicrotask,
+    crypto: realmWebCrypto,
     require: builtinRequire,
     process: Object.freeze({ env: Object.freeze({}), version: process.version, versions: process.versions, platform: process.platform }),
   };
   const context = vm.createContext(sandbox, { name: `provenant step ${stepId}` });
+  // The realm's clock, randomness, timers and weak references, replaced before the step's code runs.
+  (vm.runInContext(REALM_PRELUDE, context, { filename: 'provenant:realm-prelude.js' }) as (hooks: RealmHooks) => void)(realmHooks);
   let exported: unknown;
   try {
     const script = new vm.Script(`${code}\n;${ARTIFACT_GLOBAL}`, { filename: `provenant:step/${stepId}@${versionHash.slice(7, 19)}.js` });

@@ -77,6 +77,11 @@ export interface ExecutionRecord {
   readonly status: ExecutionStatus;
   /** Hash of the {@link RecordedError} value, when failed. */
   readonly errorHash: ContentHash | null;
+  /**
+   * Hash of the clock reads and random draws the call consumed (a `NondeterminismRecord`, fed back
+   * at replay), or null when it consumed none.
+   */
+  readonly nondeterminismHash: ContentHash | null;
   readonly streamId: string | null;
   readonly offset: number | null;
   /** Hash of this record's canonical form (see `hash/record-hash.ts`), computed when it was committed. */

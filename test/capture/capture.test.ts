@@ -516,6 +516,7 @@ describe('record hash', () => {
       { endedUs: record.endedUs + 1 },
       { status: record.status === 'ok' ? 'failed' : 'ok' },
       { errorHash: record.errorHash === null ? other : null },
+      { nondeterminismHash: record.nondeterminismHash === null ? other : null },
       { streamId: record.streamId === null ? 's' : null },
       { offset: record.offset === null ? 0 : record.offset + 1 },
     ];
@@ -544,6 +545,7 @@ describe('record hash', () => {
       endedUs: number,
       status: fc.constantFrom('ok' as const, 'failed' as const),
       errorHash: fc.option(hash),
+      nondeterminismHash: fc.option(hash),
       streamId: fc.option(fc.oneof(fc.string({ unit: 'binary' }), fc.constant('bad \ud800 surrogate'))),
       offset: fc.option(number),
     });

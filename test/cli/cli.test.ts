@@ -144,6 +144,23 @@ describe('demo store: init, demo, and the listing commands', () => {
     expect(human.stdout).toContain(`record     ${shown.execution.recordHash}`);
   });
 
+  it('reexecute runs a recorded execution again from the stored artifact and reproduces its output hash', async () => {
+    const id = normalizeIds[3] as string;
+    const r = await cliJson<{ matches: boolean; recordedOutputHash: string; replayedOutputHash: string; cause: string | null }>([
+      'reexecute',
+      id,
+      '--store',
+      store,
+      '--json',
+    ]);
+    expect(r.matches).toBe(true);
+    expect(r.cause).toBeNull();
+    expect(r.replayedOutputHash).toBe(r.recordedOutputHash);
+    const human = await cli(['reexecute', id, '--store', store]);
+    expect(human.code).toBe(0);
+    expect(human.stdout).toContain(`reproduced  execution ${id}`);
+  });
+
   it('steps lists normalize and classify, each with one version and 300 executions', async () => {
     const steps = await cliJson<StepSummary[]>(['steps', '--store', store, '--json']);
     expect(steps.map((s) => s.stepId).sort()).toEqual(['classify', 'normalize']);

@@ -124,6 +124,7 @@ export function buildExecution(spec: ExecutionSpec): BuiltExecution {
     endedUs: startedUs + 250,
     status: spec.error === undefined ? ('ok' as const) : ('failed' as const),
     errorHash: error?.hash ?? null,
+    nondeterminismHash: null,
     streamId: spec.streamId ?? null,
     offset: spec.offset ?? null,
   };

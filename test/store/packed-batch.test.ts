@@ -27,6 +27,7 @@ const executionArb: fc.Arbitrary<ExecutionWrite> = fc
     startedUs: timeArb,
     durationUs: fc.integer({ min: 0, max: 10 ** 9 }),
     errorHash: fc.option(hashArb, { nil: null }),
+    nondeterminismHash: fc.option(hashArb, { nil: null }),
     streamId: fc.option(fc.string({ maxLength: 60 }).filter((s) => s.isWellFormed()), { nil: null }),
     offset: fc.option(fc.integer({ min: 0, max: 2 ** 50 }), { nil: null }),
   })
@@ -46,6 +47,7 @@ const executionArb: fc.Arbitrary<ExecutionWrite> = fc
     endedUs: r.startedUs + r.durationUs,
     status: r.errorHash === null ? ('ok' as const) : ('failed' as const),
     errorHash: r.errorHash,
+    nondeterminismHash: r.nondeterminismHash,
     streamId: r.streamId,
     offset: r.offset,
   }));

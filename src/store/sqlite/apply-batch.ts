@@ -34,8 +34,8 @@ export class BatchApplier {
       insertBlob: db.prepare('INSERT OR IGNORE INTO blobs (hash, size, location, bytes) VALUES (?, ?, ?, ?)'),
       insertExecution: db.prepare(`
         INSERT INTO executions (id, run, step_version, inputs, output, params, context, started, duration,
-                                status, error, encodings, stream, "offset", record_hash)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+                                status, error, nondeterminism, encodings, stream, "offset", record_hash)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
       insertDeadLetter: db.prepare('INSERT INTO dead_letters (execution, run, reason) VALUES (?, ?, ?)'),
       getRunSeq: db.prepare('SELECT seq FROM runs WHERE id = ?'),
       getStepVersionSeq: db.prepare('SELECT seq FROM step_versions WHERE step_id = ? AND version_hash = ?'),
@@ -80,6 +80,7 @@ export class BatchApplier {
         e.duration,
         e.status,
         e.error,
+        e.nondeterminism,
         e.encodings,
         e.stream < 0 ? null : streams[e.stream],
         e.offset,

@@ -90,6 +90,7 @@ CREATE TABLE executions (
   duration     INTEGER NOT NULL,        -- microseconds
   status       INTEGER NOT NULL,        -- 0 ok, 1 failed
   error        BLOB,                    -- digest of the recorded error value
+  nondeterminism BLOB,                  -- digest of the recorded clock reads and random draws, NULL if none
   encodings    BLOB,                    -- NULL: all JSON; else a byte per value (output, inputs...), 1 = raw bytes
   stream       INTEGER,
   "offset"     INTEGER,

@@ -11,6 +11,7 @@
  *   values:      hash(71) u8 location u32 size [bytes(size) if inline]
  *   executions:  id(36) u16 run u16 step u32 nInputs hash(71)·n u8 hasOutput [hash] hash(params)
  *                u16 context f64 startedUs f64 endedUs u8 status u8 hasError [hash]
+ *                u8 hasNondeterminism [hash]
  *                u8 anyBytes [u8·(1+n): output, inputs; 1 = raw bytes] i32 stream
  *                f64 offset (NaN = none) hash(record)
  *   deadLetters: u32 executionIndex u16 reasonIndex
@@ -227,6 +228,8 @@ export class PackedBatchBuilder {
       w.u8(e.status === 'ok' ? 0 : 1);
       w.u8(e.errorHash === null ? 0 : 1);
       if (e.errorHash !== null) w.hash(e.errorHash, 'error hash');
+      w.u8(e.nondeterminismHash === null ? 0 : 1);
+      if (e.nondeterminismHash !== null) w.hash(e.nondeterminismHash, 'nondeterminism hash');
       const encodings = encodeEncodings(e.outputEncoding, e.inputEncodings);
       w.u8(encodings === null ? 0 : 1);
       if (encodings !== null) w.bytes(encodings);
@@ -324,6 +327,7 @@ export interface PackedExecution {
   readonly duration: number;
   readonly status: number;
   readonly error: Buffer | null;
+  readonly nondeterminism: Buffer | null;
   readonly encodings: Buffer | null;
   readonly stream: number;
   readonly offset: number | null;
@@ -451,6 +455,9 @@ export function unpackBatch(batch: PackedBatch): {
     o += 20;
     const error = hasError ? digestAt(o, 'error hash') : null;
     if (hasError) o += HASH_TEXT;
+    const hasNondeterminism = b[o++] === 1;
+    const nondeterminism = hasNondeterminism ? digestAt(o, 'nondeterminism hash') : null;
+    if (hasNondeterminism) o += HASH_TEXT;
     const anyBytes = b[o++] === 1;
     const encodings = anyBytes ? Buffer.from(b.subarray(o, o + 1 + nInputs)) : null;
     if (anyBytes) o += 1 + nInputs;
@@ -482,6 +489,7 @@ export function unpackBatch(batch: PackedBatch): {
       duration: endedUs - startedUs,
       status,
       error,
+      nondeterminism,
       encodings,
       stream,
       offset,

@@ -84,6 +84,7 @@ interface ExecutionRow {
   duration: number;
   status: number;
   error: Buffer | null;
+  nondeterminism: Buffer | null;
   encodings: Buffer | null;
   stream_id: string | null;
   offset: number | null;
@@ -106,7 +107,7 @@ interface RunRow {
 
 const EXECUTION_SELECT = `
 SELECT e.id, r.id AS run_id, sv.step_id, sv.version_hash, e.inputs, e.output, e.params,
-       c.hash AS context_hash, c.context, e.started, e.duration, e.status, e.error, e.encodings,
+       c.hash AS context_hash, c.context, e.started, e.duration, e.status, e.error, e.nondeterminism, e.encodings,
        s.id AS stream_id, e."offset", e.record_hash
 FROM executions e
 JOIN runs r ON r.seq = e.run
@@ -553,6 +554,7 @@ function toExecution(row: ExecutionRow): ExecutionRecord {
     endedUs: row.started + row.duration,
     status: row.status === 0 ? 'ok' : 'failed',
     errorHash: row.error === null ? null : hashFromBytes(row.error),
+    nondeterminismHash: row.nondeterminism === null ? null : hashFromBytes(row.nondeterminism),
     streamId: row.stream_id,
     offset: row.offset,
     recordHash: hashFromBytes(row.record_hash),
