@@ -40,13 +40,33 @@ export function canonicalRecord(e: HashedExecution): JsonValue {
   };
 }
 
-const SAFE_RE = /^[0-9a-z:-]*$/;
-const num = (n: number | null): string => (n === null ? 'null' : Object.is(n, -0) ? '0' : String(n));
+/**
+ * ECMAScript's shortest form of a number. Epoch microseconds (about 1.8e15) are not small
+ * integers, and turning such a double into text is slow; split in two small integers it is
+ * several times faster and gives the same digits.
+ */
+function num(n: number | null): string {
+  if (n === null) return 'null';
+  if (Number.isSafeInteger(n) && n >= 1e9 && n < 2e15) {
+    const high = Math.floor(n / 1e6);
+    return `${high}${String(n - high * 1e6).padStart(6, '0')}`;
+  }
+  return Object.is(n, -0) ? '0' : String(n);
+}
+
+/** True when every character is one of `0-9 a-z : -` (hex hashes, UUIDs): JSON needs no escaping. */
+function isSafeToken(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (!((c >= 48 && c <= 58) || (c >= 97 && c <= 122) || c === 45)) return false;
+  }
+  return true;
+}
 
 /** The JSON text of a string that needs no escaping (hex hashes, UUIDs, fixed words), else undefined. */
 function safeQuoted(s: string | null): string | undefined {
   if (s === null) return 'null';
-  return SAFE_RE.test(s) ? `"${s}"` : undefined;
+  return isSafeToken(s) ? `"${s}"` : undefined;
 }
 
 /** The JSON text of any well-formed string, else undefined. */
