@@ -60,3 +60,4 @@ export {
   type NondeterminismRecord,
 } from './step/determinism.js';
 export { reexecute, type ReexecutionResult, type DivergenceCause } from './replay/execution.js';
+export { appendRecords, readLog, type AppendRecordsOptions, type ReadLogOptions } from './stream/log.js';

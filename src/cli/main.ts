@@ -16,6 +16,7 @@ import { decodeValue, type ContentHash, type ValueEncoding } from '../hash/canon
 import { runPipeline, type PipelineResult } from '../pipeline/execute.js';
 import { loadPipelineFile } from '../pipeline/load.js';
 import { reexecute } from '../replay/execution.js';
+import { appendRecords, readLog } from '../stream/log.js';
 import { formatOf, readRecords } from '../sources/files.js';
 import { vegaDatasetPath } from '../sources/datasets.js';
 import type { ExecutionRecord, FailurePolicy } from '../store/records.js';
@@ -60,7 +61,8 @@ function parsePolicy(v: string): FailurePolicy {
 }
 
 interface RunOpts extends StoreOpts {
-  input: string;
+  input?: string;
+  stream?: string;
   limit?: number;
   onError?: FailurePolicy;
   output?: string;
@@ -70,21 +72,43 @@ interface RunOpts extends StoreOpts {
 }
 
 async function runCommand(pipelineFile: string, opts: RunOpts, label = 'run'): Promise<void> {
+  if ((opts.input === undefined) === (opts.stream === undefined)) {
+    throw new ProvenantError('INPUT_INVALID', 'give the records to run over with either --input <file> or --stream <id>', {
+      hint: 'A file (.json, .ndjson, .csv, .parquet) or a stream appended with `provenant stream append`.',
+    });
+  }
   // Check the input before anything is created or recorded: a typo must not leave a failed run behind.
-  formatOf(opts.input);
-  if (!existsSync(opts.input)) {
-    throw new ProvenantError('INPUT_INVALID', `input file ${resolve(opts.input)} does not exist`, { context: { file: resolve(opts.input) } });
+  const input = opts.input;
+  if (input !== undefined) {
+    formatOf(input);
+    if (!existsSync(input)) {
+      throw new ProvenantError('INPUT_INVALID', `input file ${resolve(input)} does not exist`, { context: { file: resolve(input) } });
+    }
   }
   const loaded = await loadPipelineFile(pipelineFile);
   const progress = new Progress(`${label} ${loaded.definition.name}`, opts.quiet === true || opts.json === true);
   const out = opts.output === undefined ? undefined : createWriteStream(opts.output);
-  const result = await withStore(opts, true, async (store) => {
-    const r = await runPipeline(store, loaded.definition, readRecords(opts.input, opts.limit === undefined ? {} : { limit: opts.limit }), {
+  const result = await withStore(opts, input !== undefined, async (store) => {
+    if (opts.stream !== undefined && (await store.getStream(opts.stream)) === undefined) {
+      throw new ProvenantError('NOT_FOUND', `stream ${opts.stream} has no records in ${store.location}`, {
+        hint: 'Append records with `provenant stream append <stream> <file>`; list streams with `provenant stream list`.',
+        context: { streamId: opts.stream },
+      });
+    }
+    const records =
+      input !== undefined
+        ? readRecords(input, opts.limit === undefined ? {} : { limit: opts.limit })
+        : readLog(store, opts.stream as string, opts.limit === undefined ? {} : { to: opts.limit });
+    const r = await runPipeline(store, loaded.definition, records, {
       baseDir: loaded.baseDir,
-      streamId: `file:${opts.input}`,
+      streamId: input !== undefined ? `file:${input}` : (opts.stream as string),
       ...(opts.onError === undefined ? {} : { failurePolicy: opts.onError }),
       context: { source: 'cli', ...(opts.principal === undefined ? {} : { principal: opts.principal }) },
-      runOptions: { pipeline: loaded.file, input: opts.input, ...(opts.limit === undefined ? {} : { limit: opts.limit }) },
+      runOptions: {
+        pipeline: loaded.file,
+        ...(input !== undefined ? { input } : { stream: opts.stream as string }),
+        ...(opts.limit === undefined ? {} : { limit: opts.limit }),
+      },
       ...(out === undefined ? {} : { sink: (o: unknown) => void out.write(`${JSON.stringify(o)}\n`) }),
       onProgress: (p) => progress.update(p.records, `${count(p.executions)} executions, ${count(p.failed)} failed`),
       progressEvery: 500,
@@ -162,7 +186,8 @@ export function buildProgram(): Command {
       .command('run')
       .description('run a pipeline over an input file (.json, .ndjson, .csv, .parquet), recording every execution')
       .argument('<pipeline>', 'pipeline file (.ts or .js) whose default export is definePipeline({...})')
-      .requiredOption('--input <file>', 'input records'),
+      .option('--input <file>', 'input records: a .json, .ndjson/.jsonl, .csv or .parquet file')
+      .option('--stream <id>', 'input records: an embedded stream (see `provenant stream append`)'),
   ).action(async (pipeline: string, opts: RunOpts) => runCommand(pipeline, opts));
 
   addRunOptions(
@@ -174,6 +199,49 @@ export function buildProgram(): Command {
     const pipeline = fileURLToPath(new URL('../../examples/flights/pipeline.ts', import.meta.url));
     await runCommand(pipeline, { ...opts, input: opts.input ?? vegaDatasetPath('flights-20k.json') }, 'demo');
   });
+
+  const stream = program.command('stream').description('embedded stream logs: append-only, offset-addressed records');
+  stream
+    .command('append')
+    .description('append the records of a file (.json, .ndjson, .csv, .parquet) to a stream, in order; they get the next offsets')
+    .argument('<stream>', 'stream id, e.g. flights')
+    .argument('<file>', 'records to append')
+    .addOption(storeOption())
+    .option('--limit <n>', 'append at most n records', positiveInt('--limit'))
+    .option('--quiet', 'no progress output')
+    .option('--json', 'machine-readable output')
+    .action(async (id: string, file: string, opts: StoreOpts & { limit?: number; quiet?: boolean; json?: boolean }) => {
+      formatOf(file);
+      if (!existsSync(file)) throw new ProvenantError('INPUT_INVALID', `input file ${resolve(file)} does not exist`, { context: { file: resolve(file) } });
+      const progress = new Progress(`append to ${id}`, opts.quiet === true || opts.json === true);
+      await withStore(opts, true, async (store) => {
+        const r = await appendRecords(store, id, readRecords(file, opts.limit === undefined ? {} : { limit: opts.limit }), {
+          onProgress: (n) => progress.update(n),
+        });
+        progress.done();
+        print(opts.json === true, { streamId: id, ...r }, () =>
+          `Appended ${count(r.appended)} records to stream ${id}: offsets ${count(r.first)} to ${count(r.next - 1)}; it now holds ${count(r.next)}.`,
+        );
+      });
+    });
+  stream
+    .command('list')
+    .description('list streams with their length and when they were last appended to')
+    .addOption(storeOption())
+    .option('--json', 'machine-readable output')
+    .action(async (opts: StoreOpts & { json?: boolean }) => {
+      await withStore(opts, false, async (store) => {
+        const streams = await store.listStreams();
+        print(opts.json === true, streams, () =>
+          streams.length === 0
+            ? 'No stream logs yet. Append one with `provenant stream append <stream> <file>`.'
+            : table(
+                ['STREAM', 'RECORDS', 'FIRST APPENDED', 'LAST APPENDED'],
+                streams.map((s) => [s.streamId, count(s.length), s.firstAppendedUs === null ? '-' : isoUs(s.firstAppendedUs), s.lastAppendedUs === null ? '-' : isoUs(s.lastAppendedUs)]),
+              ),
+        );
+      });
+    });
 
   program
     .command('executions')

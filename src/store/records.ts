@@ -160,6 +160,30 @@ export interface StepSummary {
   readonly versions: readonly (StepVersion & { readonly executions: number; readonly failed: number })[];
 }
 
+/** One record of an embedded stream log. */
+export interface StreamEntry {
+  readonly streamId: string;
+  /** Position in the stream: 0, 1, 2… with no gaps. */
+  readonly offset: number;
+  readonly hash: ContentHash;
+  readonly encoding: ValueEncoding;
+  readonly appendedUs: number;
+}
+
+/** An embedded stream log and its extent. */
+export interface StreamSummary {
+  readonly streamId: string;
+  /** Number of records; the next append gets this offset. */
+  readonly length: number;
+  readonly firstAppendedUs: number | null;
+  readonly lastAppendedUs: number | null;
+}
+
+/** A value to append to a stream: its canonical encoding. */
+export interface StreamValue extends ValueWrite {
+  readonly encoding: ValueEncoding;
+}
+
 /** Filters for listing executions. All optional; results are in id (time) order. */
 export interface ExecutionQuery {
   readonly stepId?: string;

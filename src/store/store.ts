@@ -22,6 +22,9 @@ import type {
   RunInfo,
   RunRecord,
   StepSummary,
+  StreamEntry,
+  StreamSummary,
+  StreamValue,
   StepVersion,
 } from './records.js';
 
@@ -109,6 +112,20 @@ export interface Store {
   countExecutions(query?: Omit<ExecutionQuery, 'afterId' | 'limit'>): Promise<number>;
   /** Dead-lettered executions of a run (or of all runs). */
   listDeadLetters(runId?: string): Promise<{ executionId: string; runId: string; reason: string }[]>;
+
+  // Embedded stream logs: append-only, offset-addressed.
+  /**
+   * Append values to a stream (created on first append), atomically and in order; they get the
+   * next offsets. Returns the first offset given and the next free one.
+   * @throws ProvenantError INPUT_INVALID for a malformed stream id.
+   */
+  appendToStream(streamId: string, values: readonly StreamValue[]): Promise<{ first: number; next: number }>;
+  /** Entries of a stream with `from <= offset < to`, in order (at most `limit`, default 1000). */
+  readStream(streamId: string, range?: { from?: number; to?: number; limit?: number }): Promise<StreamEntry[]>;
+  /** One stream's extent, or undefined when it has no log. */
+  getStream(streamId: string): Promise<StreamSummary | undefined>;
+  /** Every stream that has a log. */
+  listStreams(): Promise<StreamSummary[]>;
 
   stats(): Promise<StoreStats>;
   close(): Promise<void>;

@@ -240,6 +240,33 @@ describe('run', () => {
     expect(runs[0]?.end?.status).toBe('stopped');
   });
 
+  it('stream append gives records the next offsets; run --stream records each execution at its offset', async () => {
+    const streamStore = join(dir, 'stream-store');
+    const first = await cliJson<{ first: number; next: number; appended: number }>(['stream', 'append', 'flights', csv, '--store', streamStore, '--json']);
+    expect(first).toEqual({ streamId: 'flights', first: 0, next: VALID.length, appended: VALID.length });
+    const second = await cliJson<{ first: number; next: number }>(['stream', 'append', 'flights', csv, '--store', streamStore, '--json']);
+    expect(second).toMatchObject({ first: VALID.length, next: 2 * VALID.length });
+    const streams = await cliJson<{ streamId: string; length: number }[]>(['stream', 'list', '--store', streamStore, '--json']);
+    expect(streams.map((s) => [s.streamId, s.length])).toEqual([['flights', 2 * VALID.length]]);
+
+    const run = await cliJson<RunJson>(['run', PIPELINE, '--stream', 'flights', '--store', streamStore, '--json']);
+    expect(run.records).toBe(2 * VALID.length);
+    const listed = await cliJson<{ executions: ExecutionRecord[] }>(['executions', '--run', run.runId, '--step', 'normalize', '--store', streamStore, '--json']);
+    expect(listed.executions.map((e) => [e.streamId, e.offset])).toEqual(Array.from({ length: 2 * VALID.length }, (_, i) => ['flights', i]));
+
+    const unknown = await cli(['run', PIPELINE, '--stream', 'nope', '--store', streamStore]);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain('stream nope has no records');
+    const runs = await cliJson<RunInfo[]>(['runs', '--store', streamStore, '--json']);
+    expect(runs).toHaveLength(1); // the typo recorded no run
+  });
+
+  it('run needs exactly one of --input and --stream', async () => {
+    const r = await cli(['run', PIPELINE, '--store', join(dir, 'neither-store')]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('either --input <file> or --stream <id>');
+  });
+
   it('a missing input file → exit 2, and no store or run is created for the typo', async () => {
     const store = join(dir, 'typo-store');
     const r = await cli(['run', PIPELINE, '--input', join(dir, 'nope.ndjson'), '--store', store]);
@@ -248,10 +275,10 @@ describe('run', () => {
     expect(existsSync(store)).toBe(false);
   });
 
-  it('a missing required option is a usage error → exit 2', async () => {
-    const r = await cli(['run', PIPELINE, '--store', join(dir, 'usage-store')]);
+  it('a missing argument is a usage error → exit 2', async () => {
+    const r = await cli(['stream', 'append', 'only-a-stream-id', '--store', join(dir, 'usage-store')]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain("required option '--input <file>' not specified");
+    expect(r.stderr).toContain("missing required argument 'file'");
   });
 
   it('a missing pipeline file → exit 2', async () => {

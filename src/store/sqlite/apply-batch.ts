@@ -65,7 +65,7 @@ export class BatchApplier {
     const runs = d.runs.map((r) => this.#requireRun(r));
     const steps = d.steps.map(([id, v]) => this.#requireStepVersion(id, v));
     const contexts = d.contexts.map(([h, json]) => this.internContext(h, json));
-    const streams = d.streams.map((id) => this.#internStream(id));
+    const streams = d.streams.map((id) => this.internStream(id));
     for (const v of values) s.insertBlob.run(v.digest, v.size, v.location, v.bytes);
     for (const e of executions) {
       s.insertExecution.run(
@@ -136,7 +136,8 @@ export class BatchApplier {
     return seq;
   }
 
-  #internStream(streamId: string): number {
+  /** The number of a stream id, inserting it when new. */
+  internStream(streamId: string): number {
     let seq = this.#streamSeq.get(streamId);
     if (seq === undefined) {
       this.#stmt.insertStream.run(streamId);

@@ -107,6 +107,21 @@ CREATE TABLE dead_letters (
 ${['step_versions', 'contexts', 'runs', 'run_ends', 'streams', 'executions', 'dead_letters'].map(appendOnly).join('\n')}
 `,
   },
+  {
+    version: 2,
+    name: 'embedded stream log',
+    sql: `
+CREATE TABLE stream_log (
+  stream   INTEGER NOT NULL REFERENCES streams(seq),
+  "offset" INTEGER NOT NULL,            -- 0, 1, 2… per stream, no gaps
+  value    BLOB NOT NULL,               -- digest of the record (a blob)
+  encoding INTEGER NOT NULL,            -- 0: JSON, 1: raw bytes
+  appended INTEGER NOT NULL,            -- epoch microseconds
+  PRIMARY KEY (stream, "offset")
+) WITHOUT ROWID;
+${appendOnly('stream_log')}
+`,
+  },
 ];
 
 /** The newest schema version this code knows. */

@@ -37,7 +37,7 @@ import {
   sha256,
   type ContentHash,
 } from '../../hash/canonical.js';
-import { isUuid, uuidFromBytes, uuidToBytes } from '../../ids.js';
+import { isUuid, nowUs, uuidFromBytes, uuidToBytes } from '../../ids.js';
 import { BatchApplier, configureConnection } from './apply-batch.js';
 import { LOCATION_FILE, LOCATION_INLINE, PackedBatchBuilder, decodeEncodings, packBatch, type PackedBatch, type PackedSizeHint } from './packed-batch.js';
 import type {
@@ -51,6 +51,9 @@ import type {
   StepManifest,
   StepSummary,
   StepVersion,
+  StreamEntry,
+  StreamSummary,
+  StreamValue,
 } from '../records.js';
 import type { BlobLocation, ExecutionBatchBuilder, Store, StoreCapabilities, StoreStats } from '../store.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
@@ -397,6 +400,49 @@ export class SqliteStore implements Store {
     return rows.map((r) => ({ executionId: uuidFromBytes(r.execution), runId: r.run_id, reason: r.reason }));
   }
 
+  // ---- embedded stream logs -------------------------------------------------------------
+
+  async appendToStream(streamId: string, values: readonly StreamValue[]): Promise<{ first: number; next: number }> {
+    checkStreamId(streamId);
+    // Large values are durable files before the log rows that refer to them commit.
+    for (const v of values) if (v.bytes.byteLength > this.#inlineMax) await this.#files.write(v.hash, v.bytes);
+    const stmt = this.#stmt;
+    const inlineMax = this.#inlineMax;
+    const appendedUs = nowUs();
+    return this.#db
+      .transaction(() => {
+        const seq = this.#applier.internStream(streamId);
+        const first = (stmt.streamNext.get(seq) as { next: number }).next;
+        values.forEach((v, i) => {
+          const key = hashToBytes(v.hash);
+          const size = v.bytes.byteLength;
+          stmt.insertBlob.run(key, size, size > inlineMax ? LOCATION_FILE : LOCATION_INLINE, size > inlineMax ? null : v.bytes);
+          stmt.insertStreamEntry.run(seq, first + i, key, v.encoding === 'bytes' ? 1 : 0, appendedUs);
+        });
+        return { first, next: first + values.length };
+      })
+      .immediate();
+  }
+
+  async readStream(streamId: string, range: { from?: number; to?: number; limit?: number } = {}): Promise<StreamEntry[]> {
+    const rows = this.#stmt.readStream.all(streamId, range.from ?? 0, range.to ?? Number.MAX_SAFE_INTEGER, range.limit ?? 1000) as {
+      offset: number;
+      value: Buffer;
+      encoding: number;
+      appended: number;
+    }[];
+    return rows.map((r) => ({ streamId, offset: r.offset, hash: hashFromBytes(r.value), encoding: r.encoding === 1 ? 'bytes' : 'json', appendedUs: r.appended }));
+  }
+
+  async getStream(streamId: string): Promise<StreamSummary | undefined> {
+    const row = this.#stmt.streamSummary.get(streamId) as StreamSummaryRow | undefined;
+    return row === undefined || row.length === 0 ? undefined : toStreamSummary(row);
+  }
+
+  async listStreams(): Promise<StreamSummary[]> {
+    return (this.#stmt.listStreams.all() as StreamSummaryRow[]).map(toStreamSummary);
+  }
+
   async stats(): Promise<StoreStats> {
     const one = (sql: string): number => (this.#db.prepare(sql).get() as { n: number | null }).n ?? 0;
     return {
@@ -455,6 +501,17 @@ function prepareStatements(db: Database.Database) {
     insertRun: db.prepare(
       'INSERT INTO runs (id, kind, name, started, environment, policy, context, options) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
     ),
+    streamNext: db.prepare('SELECT coalesce(max("offset") + 1, 0) AS next FROM stream_log WHERE stream = ?'),
+    insertStreamEntry: db.prepare('INSERT INTO stream_log (stream, "offset", value, encoding, appended) VALUES (?, ?, ?, ?, ?)'),
+    readStream: db.prepare(`
+      SELECT l."offset", l.value, l.encoding, l.appended FROM stream_log l JOIN streams s ON s.seq = l.stream
+      WHERE s.id = ? AND l."offset" >= ? AND l."offset" < ? ORDER BY l."offset" LIMIT ?`),
+    streamSummary: db.prepare(`
+      SELECT s.id, count(l."offset") AS length, min(l.appended) AS first, max(l.appended) AS last
+      FROM streams s LEFT JOIN stream_log l ON l.stream = s.seq WHERE s.id = ? GROUP BY s.id`),
+    listStreams: db.prepare(`
+      SELECT s.id, count(*) AS length, min(l.appended) AS first, max(l.appended) AS last
+      FROM streams s JOIN stream_log l ON l.stream = s.seq GROUP BY s.id ORDER BY s.id`),
     insertRunEnd: db.prepare('INSERT INTO run_ends (run, ended, status, summary) SELECT seq, ?, ?, ? FROM runs WHERE id = ?'),
     getRun: db.prepare(`${RUN_SELECT} WHERE r.id = ?`),
     listRuns: db.prepare(`${RUN_SELECT} ORDER BY r.seq DESC LIMIT ?`),
@@ -637,5 +694,27 @@ class WriterThread {
   #settled(id: number): void {
     this.#pending.delete(id);
     if (this.#pending.size === 0) this.#worker.unref();
+  }
+}
+
+interface StreamSummaryRow {
+  id: string;
+  length: number;
+  first: number | null;
+  last: number | null;
+}
+
+function toStreamSummary(row: StreamSummaryRow): StreamSummary {
+  return { streamId: row.id, length: row.length, firstAppendedUs: row.first, lastAppendedUs: row.last };
+}
+
+/** Stream ids: 1–200 characters, no control characters, well-formed. */
+function checkStreamId(streamId: string): void {
+  // eslint-disable-next-line no-control-regex
+  if (streamId.length === 0 || streamId.length > 200 || /[\u0000-\u001f\u007f]/.test(streamId) || !streamId.isWellFormed()) {
+    throw new ProvenantError('INPUT_INVALID', `"${streamId.slice(0, 60)}" is not a valid stream id`, {
+      hint: 'A stream id is 1 to 200 characters without control characters, e.g. flights or orders/eu.',
+      context: { streamId: streamId.slice(0, 200) },
+    });
   }
 }

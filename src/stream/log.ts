@@ -1,0 +1,92 @@
+/**
+ * The embedded stream log: an append-only, offset-addressed sequence of records kept in the
+ * store (values content-addressed like every other value). Appending assigns offsets 0, 1, 2…
+ * with no gaps; reading gives records back in offset order with their offsets.
+ */
+import { decodeValue, encodeValue } from '../hash/canonical.js';
+import type { SourceRecord } from '../pipeline/execute.js';
+import type { StreamValue } from '../store/records.js';
+import type { Store } from '../store/store.js';
+import { ProvenantError } from '../errors.js';
+
+/** Options of {@link appendRecords}. */
+export interface AppendRecordsOptions {
+  /** Records per transaction. Default: 1000. */
+  readonly batchSize?: number;
+  /** Called after each committed batch with the number of records appended so far. */
+  readonly onProgress?: (appended: number) => void;
+}
+
+/**
+ * Append records (values, or `{ value }` source records) to a stream, in order, in batches; each
+ * batch commits atomically. Returns the offsets given: `[first, next)`.
+ * @throws UnhashableValueError for a record that cannot be hashed (nothing of its batch is appended)
+ */
+export async function appendRecords(
+  store: Store,
+  streamId: string,
+  records: AsyncIterable<unknown> | Iterable<unknown>,
+  options: AppendRecordsOptions = {},
+): Promise<{ first: number; next: number; appended: number }> {
+  const batchSize = options.batchSize ?? 1000;
+  let batch: StreamValue[] = [];
+  let first: number | undefined;
+  let next = (await store.getStream(streamId))?.length ?? 0;
+  let appended = 0;
+  const flush = async (): Promise<void> => {
+    if (batch.length === 0) return;
+    const r = await store.appendToStream(streamId, batch);
+    first ??= r.first;
+    next = r.next;
+    appended += batch.length;
+    batch = [];
+    options.onProgress?.(appended);
+  };
+  for await (const record of records) {
+    const value = isSourceRecord(record) ? record.value : record;
+    const encoded = encodeValue(value);
+    batch.push({ hash: encoded.hash, bytes: encoded.bytes, encoding: encoded.encoding });
+    if (batch.length >= batchSize) await flush();
+  }
+  await flush();
+  return { first: first ?? next, next, appended };
+}
+
+function isSourceRecord(v: unknown): v is SourceRecord {
+  return typeof v === 'object' && v !== null && 'offset' in v && 'value' in v && Object.keys(v).length === 2;
+}
+
+/** Options of {@link readLog}. */
+export interface ReadLogOptions {
+  /** First offset (inclusive). Default: 0. */
+  readonly from?: number;
+  /** Last offset (exclusive). Default: the end of the stream as it is when reading starts. */
+  readonly to?: number;
+}
+
+/**
+ * Read a stream's records in offset order, decoded, with their offsets.
+ * @throws ProvenantError NOT_FOUND for a stream with no log; INPUT_INVALID for a range in the wrong order.
+ */
+export async function* readLog(store: Store, streamId: string, options: ReadLogOptions = {}): AsyncGenerator<SourceRecord> {
+  const info = await store.getStream(streamId);
+  if (info === undefined) {
+    throw new ProvenantError('NOT_FOUND', `stream ${streamId} has no records in ${store.location}`, {
+      hint: 'Append records with `provenant stream append <stream> <file>`; list streams with `provenant stream list`.',
+      context: { streamId },
+    });
+  }
+  const from = options.from ?? 0;
+  const to = Math.min(options.to ?? info.length, info.length);
+  if (!Number.isInteger(from) || from < 0 || !Number.isInteger(to) || from > to) {
+    throw new ProvenantError('INPUT_INVALID', `offsets ${from}..${to} are not a range of stream ${streamId} (0..${info.length})`, {
+      context: { streamId, from, to },
+    });
+  }
+  for (let at = from; at < to; ) {
+    const entries = await store.readStream(streamId, { from: at, to, limit: 1000 });
+    if (entries.length === 0) break;
+    for (const e of entries) yield { offset: e.offset, value: decodeValue(await store.getBlob(e.hash), e.encoding) };
+    at = (entries[entries.length - 1]?.offset ?? at) + 1;
+  }
+}
