@@ -47,6 +47,12 @@ function print(json: boolean, value: unknown, human: () => string): void {
   process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : `${human()}\n`);
 }
 
+/** Print a list: as JSON, or `empty` when there is nothing, or the human rendering. */
+function printList<T>(json: boolean, list: readonly T[], empty: string, human: (items: readonly T[]) => string): void {
+  print(json, list, () => (list.length === 0 ? empty : human(list)));
+}
+
+
 function positiveInt(name: string) {
   return (v: string): number => {
     const n = Number(v);
@@ -232,13 +238,11 @@ export function buildProgram(): Command {
     .action(async (opts: StoreOpts & { json?: boolean }) => {
       await withStore(opts, false, async (store) => {
         const streams = await store.listStreams();
-        print(opts.json === true, streams, () =>
-          streams.length === 0
-            ? 'No stream logs yet. Append one with `provenant stream append <stream> <file>`.'
-            : table(
-                ['STREAM', 'RECORDS', 'FIRST APPENDED', 'LAST APPENDED'],
-                streams.map((s) => [s.streamId, count(s.length), s.firstAppendedUs === null ? '-' : isoUs(s.firstAppendedUs), s.lastAppendedUs === null ? '-' : isoUs(s.lastAppendedUs)]),
-              ),
+        printList(opts.json === true, streams, 'No stream logs yet. Append one with `provenant stream append <stream> <file>`.', () =>
+          table(
+            ['STREAM', 'RECORDS', 'FIRST APPENDED', 'LAST APPENDED'],
+            streams.map((s) => [s.streamId, count(s.length), s.firstAppendedUs === null ? '-' : isoUs(s.firstAppendedUs), s.lastAppendedUs === null ? '-' : isoUs(s.lastAppendedUs)]),
+          ),
         );
       });
     });
@@ -342,23 +346,21 @@ export function buildProgram(): Command {
     .action(async (opts: StoreOpts & { json?: boolean }) => {
       await withStore(opts, false, async (store) => {
         const steps = await store.listSteps();
-        print(opts.json === true, steps, () =>
-          steps.length === 0
-            ? 'No steps recorded yet.'
-            : table(
-                ['STEP', 'VERSION', 'FIRST RAN', 'EXECUTIONS', 'FAILED', 'MODULE', 'FILES'],
-                steps.flatMap((s) =>
-                  s.versions.map((v) => [
-                    s.stepId,
-                    shortHash(v.versionHash),
-                    isoUs(v.firstSeenUs),
-                    count(v.executions),
-                    count(v.failed),
-                    `${v.manifest.module}#${v.manifest.export}`,
-                    String(v.manifest.files.length + v.manifest.packages.length),
-                  ]),
-                ),
-              ),
+        printList(opts.json === true, steps, 'No steps recorded yet.', () =>
+          table(
+            ['STEP', 'VERSION', 'FIRST RAN', 'EXECUTIONS', 'FAILED', 'MODULE', 'FILES'],
+            steps.flatMap((s) =>
+              s.versions.map((v) => [
+                s.stepId,
+                shortHash(v.versionHash),
+                isoUs(v.firstSeenUs),
+                count(v.executions),
+                count(v.failed),
+                `${v.manifest.module}#${v.manifest.export}`,
+                String(v.manifest.files.length + v.manifest.packages.length),
+              ]),
+            ),
+          ),
         );
       });
     });
@@ -372,20 +374,18 @@ export function buildProgram(): Command {
     .action(async (opts: StoreOpts & { limit?: number; json?: boolean }) => {
       await withStore(opts, false, async (store) => {
         const runs = await store.listRuns(opts.limit ?? 20);
-        print(opts.json === true, runs, () =>
-          runs.length === 0
-            ? 'No runs recorded yet.'
-            : table(
-                ['RUN', 'KIND', 'NAME', 'STARTED', 'STATUS', 'EXECUTIONS'],
-                runs.map((r) => [
-                  r.id,
-                  r.kind,
-                  r.name,
-                  isoUs(r.startedUs),
-                  r.end?.status ?? 'running or crashed',
-                  r.end === null ? '-' : count(Number((r.end.summary as { executions?: number }).executions ?? 0)),
-                ]),
-              ),
+        printList(opts.json === true, runs, 'No runs recorded yet.', () =>
+          table(
+            ['RUN', 'KIND', 'NAME', 'STARTED', 'STATUS', 'EXECUTIONS'],
+            runs.map((r) => [
+              r.id,
+              r.kind,
+              r.name,
+              isoUs(r.startedUs),
+              r.end?.status ?? 'running or crashed',
+              r.end === null ? '-' : count(Number((r.end.summary as { executions?: number }).executions ?? 0)),
+            ]),
+          ),
         );
       });
     });
