@@ -47,7 +47,7 @@ export { buildStepArtifact, type StepSource } from './step/bundle.js';
 export { definePipeline, type PipelineDefinition, type PipelineStep } from './pipeline/define.js';
 export { runPipeline, type RunPipelineOptions, type PipelineResult, type PipelineProgress, type SourceRecord } from './pipeline/execute.js';
 export { loadPipelineFile, type LoadedPipeline } from './pipeline/load.js';
-export { readRecords, formatOf, type FileFormat, type ReadRecordsOptions } from './sources/files.js';
+export { readRecords, valuesOf, formatOf, type FileFormat, type ReadRecordsOptions } from './sources/files.js';
 export { PROVENANT_VERSION } from './version.js';
 export {
   withTape,

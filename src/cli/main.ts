@@ -17,7 +17,7 @@ import { runPipeline, type PipelineResult } from '../pipeline/execute.js';
 import { loadPipelineFile } from '../pipeline/load.js';
 import { reexecute } from '../replay/execution.js';
 import { appendRecords, readLog } from '../stream/log.js';
-import { formatOf, readRecords } from '../sources/files.js';
+import { formatOf, readRecords, valuesOf } from '../sources/files.js';
 import { vegaDatasetPath } from '../sources/datasets.js';
 import type { ExecutionRecord, FailurePolicy } from '../store/records.js';
 import { DEFAULT_STORE, openStore } from '../store/open.js';
@@ -221,7 +221,7 @@ export function buildProgram(): Command {
       if (!existsSync(file)) throw new ProvenantError('INPUT_INVALID', `input file ${resolve(file)} does not exist`, { context: { file: resolve(file) } });
       const progress = new Progress(`append to ${id}`, opts.quiet === true || opts.json === true);
       await withStore(opts, true, async (store) => {
-        const r = await appendRecords(store, id, readRecords(file, opts.limit === undefined ? {} : { limit: opts.limit }), {
+        const r = await appendRecords(store, id, valuesOf(readRecords(file, opts.limit === undefined ? {} : { limit: opts.limit })), {
           onProgress: (n) => progress.update(n),
         });
         progress.done();

@@ -128,6 +128,11 @@ async function* readParquet(file: string): AsyncGenerator<unknown> {
   }
 }
 
+/** Just the values of records, in order (offsets dropped). */
+export async function* valuesOf(records: AsyncIterable<SourceRecord> | Iterable<SourceRecord>): AsyncGenerator<unknown> {
+  for await (const record of records) yield record.value;
+}
+
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 
 function toJsonRow(row: Record<string, unknown>): Record<string, unknown> {

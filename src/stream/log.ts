@@ -18,8 +18,8 @@ export interface AppendRecordsOptions {
 }
 
 /**
- * Append records (values, or `{ value }` source records) to a stream, in order, in batches; each
- * batch commits atomically. Returns the offsets given: `[first, next)`.
+ * Append values to a stream, in order, in batches; each batch commits atomically. Returns the
+ * offsets given: `[first, next)`. (From a file: `appendRecords(store, id, valuesOf(readRecords(path)))`.)
  * @throws UnhashableValueError for a record that cannot be hashed (nothing of its batch is appended)
  */
 export async function appendRecords(
@@ -43,17 +43,12 @@ export async function appendRecords(
     options.onProgress?.(appended);
   };
   for await (const record of records) {
-    const value = isSourceRecord(record) ? record.value : record;
-    const encoded = encodeValue(value);
+    const encoded = encodeValue(record);
     batch.push({ hash: encoded.hash, bytes: encoded.bytes, encoding: encoded.encoding });
     if (batch.length >= batchSize) await flush();
   }
   await flush();
   return { first: first ?? next, next, appended };
-}
-
-function isSourceRecord(v: unknown): v is SourceRecord {
-  return typeof v === 'object' && v !== null && 'offset' in v && 'value' in v && Object.keys(v).length === 2;
 }
 
 /** Options of {@link readLog}. */

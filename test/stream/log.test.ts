@@ -45,9 +45,9 @@ async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
 describe('embedded stream log', () => {
   it('assigns offsets in order with no gaps across appends, and reads them back by offset', async () => {
     const flights = await collect(readRecords(vegaDatasetPath('flights-2k.json'), { limit: 1500 }));
-    const first = await appendRecords(store, 'flights', flights.slice(0, 1200), { batchSize: 500 });
+    const first = await appendRecords(store, 'flights', flights.slice(0, 1200).map((r) => r.value), { batchSize: 500 });
     expect(first).toEqual({ first: 0, next: 1200, appended: 1200 });
-    const second = await appendRecords(store, 'flights', flights.slice(1200));
+    const second = await appendRecords(store, 'flights', flights.slice(1200).map((r) => r.value));
     expect(second).toEqual({ first: 1200, next: 1500, appended: 300 });
     expect(await store.getStream('flights')).toMatchObject({ streamId: 'flights', length: 1500 });
 
@@ -102,9 +102,15 @@ describe('embedded stream log', () => {
     expect(await rejection(collect(readLog(store, 'r', { from: 2, to: 1 })))).toMatchObject({ code: 'INPUT_INVALID' });
   });
 
+  it('appends values as they are, even ones shaped like { offset, value }', async () => {
+    const record = { offset: 7, value: 'payload' };
+    await appendRecords(store, 'shapes', [record]);
+    expect(await collect(readLog(store, 'shapes'))).toEqual([{ offset: 0, value: record }]);
+  });
+
   it('a pipeline runs over a stream; each execution carries the stream and the record offset', async () => {
     const flights = await collect(readRecords(vegaDatasetPath('flights-2k.json'), { limit: 50 }));
-    await appendRecords(store, 'flights', flights);
+    await appendRecords(store, 'flights', flights.map((r) => r.value));
     const pipeline = await loadPipelineFile(join(REPO_ROOT, 'examples', 'flights', 'pipeline.ts'));
     const result = await runPipeline(store, pipeline.definition, readLog(store, 'flights', { from: 10, to: 30 }), {
       baseDir: pipeline.baseDir,
