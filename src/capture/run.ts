@@ -10,7 +10,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { ProvenantError, errorMessage } from '../errors.js';
-import { encodeValue, sha256, canonicalize, type ContentHash, type EncodedValue, type JsonValue } from '../hash/canonical.js';
+import { decodeValue, encodeValue, sha256, canonicalize, type ContentHash, type EncodedValue, type JsonValue } from '../hash/canonical.js';
 import { newId, nowUs } from '../ids.js';
 import type {
   EnvironmentFingerprint,
@@ -481,7 +481,7 @@ export class Run {
 function decodeCanonical(value: EncodedValue): unknown {
   if (value.text !== undefined) return JSON.parse(value.text) as unknown;
   if (value.encoding === 'bytes') return Buffer.from(value.bytes);
-  return JSON.parse(Buffer.from(value.bytes.buffer, value.bytes.byteOffset, value.bytes.byteLength).toString('utf8')) as unknown;
+  return decodeValue(value.bytes, 'json');
 }
 
 function deepFreeze<T>(value: T): T {
