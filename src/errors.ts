@@ -24,7 +24,9 @@ export type ErrorCode =
   | 'INPUT_INVALID'
   | 'NOT_FOUND'
   | 'RUN_CLOSED'
-  | 'DETERMINISM_VIOLATION';
+  | 'DETERMINISM_VIOLATION'
+  | 'SOURCE_UNAVAILABLE'
+  | 'CHECKPOINT_INVALID';
 
 /** Options shared by every {@link ProvenantError}. */
 export interface ProvenantErrorOptions {

@@ -18,6 +18,7 @@ export function exitCodeOf(code: ErrorCode): number {
     case 'STEP_BUILD_FAILED':
     case 'STEP_NOT_FOUND':
     case 'RUN_CLOSED':
+    case 'CHECKPOINT_INVALID':
       return 2;
     case 'BLOB_CORRUPT':
     case 'BLOB_MISSING':
@@ -31,6 +32,7 @@ export function exitCodeOf(code: ErrorCode): number {
     case 'STORE_NOT_FOUND':
     case 'STORE_TOO_NEW':
     case 'STORE_BUSY':
+    case 'SOURCE_UNAVAILABLE':
       return 5;
   }
 }

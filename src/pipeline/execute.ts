@@ -9,14 +9,11 @@ import type { Store } from '../store/store.js';
 import { CanonicalValue, startRun, type Run, type RunSummary } from '../capture/run.js';
 import type { LoadedStep } from '../step/runtime.js';
 import type { PipelineDefinition } from './define.js';
+import type { SourceRecord } from '../sources/source.js';
 
 const NULL_HASH = hashValue(null);
 
-/** A record from a source, with its position. */
-export interface SourceRecord {
-  readonly offset: number;
-  readonly value: unknown;
-}
+export type { SourceRecord } from '../sources/source.js';
 
 /** Progress of a pipeline run, reported every `progressEvery` records. */
 export interface PipelineProgress {
