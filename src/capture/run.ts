@@ -13,6 +13,7 @@ import { ProvenantError, errorMessage } from '../errors.js';
 import { decodeValue, encodeValue, sha256, canonicalize, type ContentHash, type EncodedValue, type JsonValue } from '../hash/canonical.js';
 import { newId, nowUs } from '../ids.js';
 import type {
+  CheckpointTransition,
   EnvironmentFingerprint,
   ExecutionContext,
   FailurePolicy,
@@ -44,6 +45,20 @@ export interface StartRunOptions {
   readonly batchSize?: number;
   /** Longest time an execution waits in the buffer, in ms. Default: 200. */
   readonly flushIntervalMs?: number;
+  /**
+   * Commit executions only with checkpoints ({@link Run.commitCheckpoint}): a checkpoint and all
+   * of its executions then commit in one transaction. Default: false (commit by size and time).
+   */
+  readonly checkpointed?: boolean;
+}
+
+/** The executions buffered since the last commit (a checkpoint's, in checkpointed runs). */
+export interface PendingExecutions {
+  readonly executions: number;
+  readonly failed: number;
+  readonly deadLettered: number;
+  readonly firstExecutionId: string | null;
+  readonly lastExecutionId: string | null;
 }
 
 /** Where a call's input came from, for stream sources. */
@@ -138,6 +153,15 @@ interface PendingCall {
   readonly origin: CallOrigin | undefined;
   readonly tape: RecordingTape;
   readonly startedUs: number;
+  readonly policy: FailurePolicy;
+}
+
+/** Per-call options of {@link Run.attemptNow}. */
+export interface AttemptOptions {
+  /** The step's state object (stateful steps): passed as `ctx.state`. */
+  readonly state?: Record<string, unknown>;
+  /** Overrides the run's failure policy for this call (malformed records are always dead-lettered). */
+  readonly failurePolicy?: FailurePolicy;
 }
 
 function isThenable(v: unknown): v is PromiseLike<unknown> {
@@ -171,6 +195,25 @@ export async function startRun(store: Store, options: StartRunOptions): Promise<
   return run;
 }
 
+/**
+ * Go on recording into a run that a stopped process left unfinished (resume). The run must exist
+ * and have no end.
+ * @throws ProvenantError NOT_FOUND, RUN_CLOSED
+ */
+export async function continueRun(store: Store, runId: string, options: Omit<StartRunOptions, 'name' | 'options' | 'projectDir'>): Promise<Run> {
+  const info = await store.getRun(runId);
+  if (info === undefined) {
+    throw new ProvenantError('NOT_FOUND', `no run ${runId} in ${store.location}`, { hint: 'List runs with `provenant runs`.', context: { runId } });
+  }
+  if (info.end !== null) {
+    throw new ProvenantError('RUN_CLOSED', `run ${runId} has already ended (${info.end.status}); there is nothing to resume`, {
+      hint: 'Start a new run; replay its checkpoints with `provenant replay`.',
+      context: { runId, status: info.end.status },
+    });
+  }
+  return new Run(store, runId, { ...options, name: info.name, failurePolicy: options.failurePolicy ?? info.failurePolicy, context: options.context ?? info.context });
+}
+
 /** A capture run. Create with {@link startRun}. */
 export class Run {
   readonly id: string;
@@ -195,6 +238,8 @@ export class Run {
   readonly #paramsCache = new Map<string, ParamsEntry>();
   #batchNumber = 0;
   #lastContext: { key: ExecutionContext | undefined; context: ExecutionContext; hash: ContentHash; bytes: Uint8Array } | undefined;
+  readonly #checkpointed: boolean;
+  #pending = { executions: 0, failed: 0, deadLettered: 0, firstExecutionId: null as string | null, lastExecutionId: null as string | null };
 
   /** @internal use {@link startRun} */
   constructor(store: Store, id: string, options: StartRunOptions) {
@@ -204,9 +249,31 @@ export class Run {
     this.#context = Object.freeze({ ...(options.context ?? {}) });
     this.#batchSize = options.batchSize ?? 5000;
     this.#batch = store.newBatch();
-    const interval = options.flushIntervalMs ?? 200;
-    this.#timer = setInterval(() => this.#commit(), interval);
-    this.#timer.unref();
+    this.#checkpointed = options.checkpointed ?? false;
+    if (!this.#checkpointed) {
+      const interval = options.flushIntervalMs ?? 200;
+      this.#timer = setInterval(() => this.#commit(), interval);
+      this.#timer.unref();
+    }
+  }
+
+  /** What is buffered since the last commit: in a checkpointed run, the open checkpoint's executions. */
+  get pending(): PendingExecutions {
+    return { ...this.#pending };
+  }
+
+  /**
+   * Commit everything buffered together with a checkpoint transition (and the values it refers
+   * to: state snapshot, pipeline, input slice) in one transaction. Returns once the batch is handed
+   * to the store; waits only for backpressure. {@link flush} waits until it is durable.
+   */
+  async commitCheckpoint(transition: CheckpointTransition, values: readonly ValueWrite[] = []): Promise<void> {
+    if (this.#ended) throw new ProvenantError('RUN_CLOSED', `run ${this.id} has finished`, { context: { runId: this.id } });
+    if (this.#commitError !== undefined) throw this.#commitError;
+    for (const v of values) this.#batch.addValue(v);
+    this.#commit(transition, true);
+    while (this.#inFlight.length > MAX_BATCHES_IN_FLIGHT) await this.#inFlight.shift();
+    if (this.#commitError !== undefined) throw this.#commitError;
   }
 
   /** Build, store and register the current code of a step, and load that stored artifact to run. */
@@ -239,7 +306,13 @@ export class Run {
    * {@link attempt} for hot loops: returns the outcome itself when the step is synchronous (and
    * no commit has to be waited for), a promise of it otherwise. Saves a promise per call.
    */
-  attemptNow(step: LoadedStep, input: unknown, params: JsonValue = EMPTY_PARAMS, origin?: CallOrigin): CallOutcome | Promise<CallOutcome> {
+  attemptNow(
+    step: LoadedStep,
+    input: unknown,
+    params: JsonValue = EMPTY_PARAMS,
+    origin?: CallOrigin,
+    options?: AttemptOptions,
+  ): CallOutcome | Promise<CallOutcome> {
     this.#checkOpen();
     const inputValue = input instanceof CanonicalValue ? input.encoded : encodeValue(input);
     // Into the batch before the call: the batch copies the bytes, so a step (or the caller)
@@ -252,8 +325,9 @@ export class Run {
     const stepInput = input instanceof CanonicalValue ? input.value : decodeCanonical(inputValue);
     const stepParams = (paramsEntry.decoded ??= deepFreeze(decodeCanonical(paramsValue)));
     const stepCtx: StepContext = { stepId: step.stepId, versionHash: step.versionHash, executionId: id, runId: this.id, context: context.context };
+    if (options?.state !== undefined) (stepCtx as { state?: Record<string, unknown> }).state = options.state;
     const tape = new RecordingTape();
-    const call: PendingCall = { step, id, inputValue, paramsValue, context, origin, tape, startedUs: nowUs() };
+    const call: PendingCall = { step, id, inputValue, paramsValue, context, origin, tape, startedUs: nowUs(), policy: options?.failurePolicy ?? this.failurePolicy };
     let result: unknown;
     try {
       result = withTape(tape, () => step.fn(stepInput, stepParams, stepCtx));
@@ -314,6 +388,11 @@ export class Run {
       context: call.context.context,
     });
     this.#count(step, failure !== undefined);
+    const pending = this.#pending;
+    pending.executions++;
+    if (failure !== undefined) pending.failed++;
+    pending.firstExecutionId ??= id;
+    pending.lastExecutionId = id;
 
     let outcome: CallOutcome;
     if (output !== undefined) {
@@ -327,17 +406,20 @@ export class Run {
         outputHash: output.hash,
         canonical,
       };
-    } else if (this.failurePolicy === 'dead-letter') {
+    } else if (call.policy === 'dead-letter') {
       const error = failure as RecordedError;
       this.#batch.addDeadLetter(id, error.message);
       this.#deadLettered++;
+      pending.deadLettered++;
       outcome = { ok: false, executionId: id, error, deadLettered: true };
     } else {
       const error = failure as RecordedError;
       this.#stopped = new StepFailedError(step.stepId, id, error, false, call.origin);
+      // A checkpointed run commits the failed execution with its checkpoint (ended FAILED by the caller).
+      if (this.#checkpointed) return { ok: false, executionId: id, error, deadLettered: false };
       return this.#commitAndWait().then(() => ({ ok: false, executionId: id, error, deadLettered: false }));
     }
-    if (this.#batch.executionCount >= this.#batchSize) return this.#commitWithBackpressure().then(() => outcome);
+    if (!this.#checkpointed && this.#batch.executionCount >= this.#batchSize) return this.#commitWithBackpressure().then(() => outcome);
     return outcome;
   }
 
@@ -447,16 +529,17 @@ export class Run {
   }
 
   /** Hand the buffers to the store; commits run one after another. */
-  #commit(): void {
-    if (this.#batch.executionCount === 0) return;
+  #commit(checkpoint?: CheckpointTransition, always = false): void {
+    if (this.#batch.executionCount === 0 && !always) return;
     const batch = this.#batch;
+    this.#pending = { executions: 0, failed: 0, deadLettered: 0, firstExecutionId: null, lastExecutionId: null };
     this.#batch = this.store.newBatch();
     this.#lastOutput = undefined;
     // Context and params values ride along with the first batch that needs them after a commit.
     this.#lastContext = undefined;
     this.#batchNumber++;
     this.#commits = this.#commits.then(
-      () => this.store.commitBatch(batch),
+      () => this.store.commitBatch(batch, checkpoint),
       () => undefined,
     );
     this.#inFlight.push(this.#commits.catch(() => undefined));

@@ -8,18 +8,22 @@
  * Errors are mapped to messages and exit codes in one place (`./errors.ts`).
  */
 import { Command, Option } from 'commander';
-import { createWriteStream, existsSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ProvenantError } from '../errors.js';
 import { decodeValue, type ContentHash, type ValueEncoding } from '../hash/canonical.js';
-import { runPipeline, type PipelineResult } from '../pipeline/execute.js';
-import { loadPipelineFile } from '../pipeline/load.js';
+import { openSource, resumePipeline, runPipeline, type PipelineProgress, type PipelineResult } from '../pipeline/execute.js';
+import { loadPipelineFile, type LoadedPipeline } from '../pipeline/load.js';
+import { allCheckpoints } from '../checkpoint/chain.js';
+import type { CheckpointPolicy } from '../checkpoint/checkpointer.js';
+import { NdjsonFileSink } from '../checkpoint/sink.js';
+import type { RecordSource } from '../sources/source.js';
 import { reexecute } from '../replay/execution.js';
-import { appendRecords, readLog } from '../stream/log.js';
-import { formatOf, readRecords, valuesOf } from '../sources/files.js';
+import { appendRecords, LogSource } from '../stream/log.js';
+import { FileSource, formatOf, readRecords, valuesOf } from '../sources/files.js';
 import { vegaDatasetPath } from '../sources/datasets.js';
-import type { ExecutionRecord, FailurePolicy } from '../store/records.js';
+import type { CheckpointRecord, ExecutionRecord, FailurePolicy } from '../store/records.js';
 import { DEFAULT_STORE, openStore } from '../store/open.js';
 import type { Store } from '../store/store.js';
 import { PROVENANT_VERSION } from '../version.js';
@@ -61,6 +65,17 @@ function positiveInt(name: string) {
   };
 }
 
+/** A duration: `500ms`, `5s`, `2m`, `1h`, or a number of seconds. */
+function parseDuration(v: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(v.trim());
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
+  const ms = m === null ? Number.NaN : Number(m[1]) * unit[(m[2] ?? 's') as keyof typeof unit];
+  if (!Number.isFinite(ms) || ms <= 0) {
+    throw new ProvenantError('INPUT_INVALID', `"${v}" is not a duration; write e.g. 500ms, 5s, 2m`, { context: { value: v } });
+  }
+  return Math.round(ms);
+}
+
 function parsePolicy(v: string): FailurePolicy {
   if (v !== 'stop' && v !== 'dead-letter') throw new ProvenantError('INPUT_INVALID', `--on-error must be "stop" or "dead-letter", not "${v}"`);
   return v;
@@ -69,18 +84,45 @@ function parsePolicy(v: string): FailurePolicy {
 interface RunOpts extends StoreOpts {
   input?: string;
   stream?: string;
+  jetstream?: string;
+  nats?: string;
+  subject?: string;
+  follow?: boolean;
   limit?: number;
   onError?: FailurePolicy;
   output?: string;
   principal?: string;
+  checkpointEvery?: number;
+  checkpointInterval?: number;
+  checkpoints?: boolean;
+  keepInput?: boolean;
+  resume?: boolean | string;
   json?: boolean;
   quiet?: boolean;
 }
 
-async function runCommand(pipelineFile: string, opts: RunOpts, label = 'run'): Promise<void> {
-  if ((opts.input === undefined) === (opts.stream === undefined)) {
-    throw new ProvenantError('INPUT_INVALID', 'give the records to run over with either --input <file> or --stream <id>', {
-      hint: 'A file (.json, .ndjson, .csv, .parquet) or a stream appended with `provenant stream append`.',
+/** The source a run reads, from exactly one of --input, --stream, --jetstream. */
+async function sourceOf(opts: RunOpts, store: Store): Promise<RecordSource> {
+  if (opts.input !== undefined) return new FileSource(opts.input);
+  if (opts.stream !== undefined) {
+    if ((await store.getStream(opts.stream)) === undefined) {
+      throw new ProvenantError('NOT_FOUND', `stream ${opts.stream} has no records in ${store.location}`, {
+        hint: 'Append records with `provenant stream append <stream> <file>`; list streams with `provenant stream list`.',
+        context: { streamId: opts.stream },
+      });
+    }
+    return new LogSource(store, opts.stream);
+  }
+  return openSource(store, { kind: 'jetstream', servers: opts.nats ?? DEFAULT_NATS, stream: opts.jetstream as string, ...(opts.subject === undefined ? {} : { subject: opts.subject }) });
+}
+
+const DEFAULT_NATS = process.env.PROVENANT_NATS ?? 'nats://127.0.0.1:4222';
+
+function checkOneSource(opts: RunOpts): void {
+  const given = [opts.input, opts.stream, opts.jetstream].filter((x) => x !== undefined).length;
+  if (given !== 1) {
+    throw new ProvenantError('INPUT_INVALID', 'give the records to run over with exactly one of --input <file>, --stream <id> or --jetstream <stream>', {
+      hint: 'A file (.json, .ndjson, .csv, .parquet), a stream appended with `provenant stream append`, or a NATS JetStream stream.',
     });
   }
   // Check the input before anything is created or recorded: a typo must not leave a failed run behind.
@@ -91,47 +133,110 @@ async function runCommand(pipelineFile: string, opts: RunOpts, label = 'run'): P
       throw new ProvenantError('INPUT_INVALID', `input file ${resolve(input)} does not exist`, { context: { file: resolve(input) } });
     }
   }
-  const loaded = await loadPipelineFile(pipelineFile);
-  const progress = new Progress(`${label} ${loaded.definition.name}`, opts.quiet === true || opts.json === true);
-  const out = opts.output === undefined ? undefined : createWriteStream(opts.output);
-  const result = await withStore(opts, input !== undefined, async (store) => {
-    if (opts.stream !== undefined && (await store.getStream(opts.stream)) === undefined) {
-      throw new ProvenantError('NOT_FOUND', `stream ${opts.stream} has no records in ${store.location}`, {
-        hint: 'Append records with `provenant stream append <stream> <file>`; list streams with `provenant stream list`.',
-        context: { streamId: opts.stream },
-      });
+}
+
+function checkpointPolicy(opts: RunOpts): CheckpointPolicy | false {
+  if (opts.checkpoints === false) return false;
+  return {
+    ...(opts.checkpointEvery === undefined ? {} : { everyRecords: opts.checkpointEvery }),
+    ...(opts.checkpointInterval === undefined ? {} : { intervalMs: opts.checkpointInterval }),
+  };
+}
+
+/** With --follow: stop cleanly on Ctrl-C / SIGTERM (the open checkpoint commits). */
+function stopSignal(follow: boolean | undefined): AbortSignal | undefined {
+  if (follow !== true) return undefined;
+  const controller = new AbortController();
+  const stop = (): void => controller.abort();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  return controller.signal;
+}
+
+async function runCommand(pipelineFile: string | undefined, opts: RunOpts, label = 'run'): Promise<void> {
+  const resumeId = typeof opts.resume === 'string' ? opts.resume : undefined;
+  if (resumeId === undefined) checkOneSource(opts);
+  const loaded = pipelineFile === undefined ? undefined : await loadPipelineFile(pipelineFile);
+  const name = loaded?.definition.name ?? `run ${resumeId ?? ''}`;
+  const progress = new Progress(`${label} ${name}`, opts.quiet === true || opts.json === true);
+  const signal = stopSignal(opts.follow);
+  const onProgress = (p: PipelineProgress): void =>
+    progress.update(p.records, `${count(p.executions)} executions, ${count(p.failed)} failed, ${count(p.checkpoints)} checkpoints`);
+  const result = await withStore(opts, opts.input !== undefined || opts.jetstream !== undefined, async (store) => {
+    let r: PipelineResult | undefined;
+    if (opts.resume !== undefined && opts.resume !== false) {
+      let runId = resumeId;
+      let source: RecordSource | undefined;
+      if (runId === undefined) {
+        source = await sourceOf(opts, store);
+        runId = await unfinishedRun(store, (loaded as LoadedPipeline).definition.name, source.streamId);
+        if (runId === undefined) process.stderr.write(`Nothing to resume for ${name} over ${source.streamId}; starting a new run.\n`);
+      }
+      if (runId !== undefined) {
+        r = await resumePipeline(store, runId, {
+          ...(source === undefined ? {} : { source }),
+          ...(opts.output === undefined ? {} : { sink: new NdjsonFileSink(opts.output) }),
+          onProgress,
+          progressEvery: 500,
+          ...(opts.follow === undefined ? {} : { follow: opts.follow }),
+          ...(signal === undefined ? {} : { signal }),
+        });
+      } else {
+        await source?.close();
+      }
     }
-    const records =
-      input !== undefined
-        ? readRecords(input, opts.limit === undefined ? {} : { limit: opts.limit })
-        : readLog(store, opts.stream as string, opts.limit === undefined ? {} : { to: opts.limit });
-    const r = await runPipeline(store, loaded.definition, records, {
-      baseDir: loaded.baseDir,
-      streamId: input !== undefined ? `file:${input}` : (opts.stream as string),
-      ...(opts.onError === undefined ? {} : { failurePolicy: opts.onError }),
-      context: { source: 'cli', ...(opts.principal === undefined ? {} : { principal: opts.principal }) },
-      runOptions: {
-        pipeline: loaded.file,
-        ...(input !== undefined ? { input } : { stream: opts.stream as string }),
-        ...(opts.limit === undefined ? {} : { limit: opts.limit }),
-      },
-      ...(out === undefined ? {} : { sink: (o: unknown) => void out.write(`${JSON.stringify(o)}\n`) }),
-      onProgress: (p) => progress.update(p.records, `${count(p.executions)} executions, ${count(p.failed)} failed`),
-      progressEvery: 500,
-    });
+    if (r === undefined) {
+      if (loaded === undefined) throw new ProvenantError('INPUT_INVALID', 'give the pipeline file to run');
+      const source = await sourceOf(opts, store);
+      let sink: NdjsonFileSink | undefined;
+      if (opts.output !== undefined) {
+        sink = new NdjsonFileSink(opts.output);
+        await sink.restore(null); // a new run's output file starts empty
+      }
+      try {
+        r = await runPipeline(store, loaded.definition, source, {
+          baseDir: loaded.baseDir,
+          ...(opts.onError === undefined ? {} : { failurePolicy: opts.onError }),
+          context: { source: 'cli', ...(opts.principal === undefined ? {} : { principal: opts.principal }) },
+          runOptions: { pipeline: loaded.file, ...(opts.limit === undefined ? {} : { limit: opts.limit }) },
+          ...(sink === undefined ? {} : { sink }),
+          ...(opts.limit === undefined ? {} : { to: (source.spec.kind === 'jetstream' ? 1 : 0) + opts.limit }),
+          checkpoint: checkpointPolicy(opts),
+          ...(opts.keepInput === undefined ? {} : { keepInput: opts.keepInput }),
+          ...(opts.follow === undefined ? {} : { follow: opts.follow }),
+          ...(signal === undefined ? {} : { signal }),
+          onProgress,
+          progressEvery: 500,
+        });
+      } finally {
+        await source.close();
+      }
+    }
     progress.done();
     const stats = await store.stats();
     return { ...r, store: store.location, storeStats: stats };
   });
-  if (out !== undefined) await new Promise<void>((res) => out.end(res));
   print(opts.json === true, result, () => runSummaryText(result));
+}
+
+/** The latest capture run of a pipeline over a stream that has not ended, if any. */
+async function unfinishedRun(store: Store, pipelineName: string, streamId: string): Promise<string | undefined> {
+  const checkpoints = await allCheckpoints(store, { streamId });
+  for (let i = checkpoints.length - 1; i >= 0; i--) {
+    const c = checkpoints[i] as CheckpointRecord;
+    const run = await store.getRun(c.runId);
+    if (run !== undefined && run.kind === 'capture' && run.name === pipelineName) return run.end === null ? run.id : undefined;
+  }
+  return undefined;
 }
 
 function runSummaryText(r: PipelineResult & { store: string; storeStats: { executions: number; blobs: number; blobBytes: number } }): string {
   const rate = r.durationMs > 0 ? Math.round((r.executions / r.durationMs) * 1000) : r.executions;
   const lines = [
-    `${paint('bold', 'Recorded')} run ${r.runId} (${r.status}) into ${r.store}`,
+    `${paint('bold', r.resumedFrom === undefined ? 'Recorded' : 'Resumed')} run ${r.runId} (${r.status}) into ${r.store}`,
+    ...(r.resumedFrom === undefined ? [] : [`  went on from checkpoint ${r.resumedFrom ?? '(the start of the run)'}`]),
     `  ${count(r.records)} records → ${count(r.outputs)} outputs; ${count(r.executions)} executions (${count(rate)}/s), ${count(r.failed)} failed, ${count(r.deadLettered)} dead-lettered`,
+    ...(r.checkpoints === 0 ? [] : [`  ${count(r.checkpoints)} checkpoints, the last ${r.lastCheckpointId ?? '-'}`]),
     '',
     table(
       ['STEP', 'VERSION', 'EXECUTIONS', 'FAILED'],
@@ -139,7 +244,7 @@ function runSummaryText(r: PipelineResult & { store: string; storeStats: { execu
     ),
     '',
     `  Store now holds ${count(r.storeStats.executions)} executions and ${count(r.storeStats.blobs)} values (${(r.storeStats.blobBytes / 1e6).toFixed(1)} MB).`,
-    `  Next: provenant executions --step ${Object.keys(r.steps)[0] ?? '<id>'}   ·   provenant steps   ·   provenant show <executionId>`,
+    `  Next: provenant executions --step ${Object.keys(r.steps)[0] ?? '<id>'}   ·   provenant checkpoints --run ${r.runId}   ·   provenant show <executionId>`,
   ];
   return lines.join('\n');
 }
@@ -184,17 +289,31 @@ export function buildProgram(): Command {
       .option('--on-error <policy>', 'on a step failure: stop | dead-letter (default: the pipeline\'s, else stop)', parsePolicy)
       .option('--output <file>', 'write each record\'s final output as NDJSON')
       .option('--principal <name>', 'who is running this (recorded in every execution\'s context)')
+      .option('--checkpoint-every <n>', 'close a checkpoint every n records (default 10000)', positiveInt('--checkpoint-every'))
+      .option('--checkpoint-interval <duration>', 'close a checkpoint at least this often, e.g. 5s, 500ms, 2m (default 10s)', parseDuration)
+      .option('--no-checkpoints', 'write no checkpoints (the run cannot be resumed or replayed by range)')
+      .option('--keep-input', 'keep each checkpoint\'s input slice in the store (default for JetStream sources)')
       .option('--quiet', 'no progress output')
       .option('--json', 'machine-readable summary');
 
   addRunOptions(
     program
       .command('run')
-      .description('run a pipeline over an input file (.json, .ndjson, .csv, .parquet), recording every execution')
-      .argument('<pipeline>', 'pipeline file (.ts or .js) whose default export is definePipeline({...})')
+      .description('run a pipeline over a file, an embedded stream or a JetStream stream, recording every execution with checkpoints')
+      .argument('[pipeline]', 'pipeline file (.ts or .js) whose default export is definePipeline({...})')
       .option('--input <file>', 'input records: a .json, .ndjson/.jsonl, .csv or .parquet file')
-      .option('--stream <id>', 'input records: an embedded stream (see `provenant stream append`)'),
-  ).action(async (pipeline: string, opts: RunOpts) => runCommand(pipeline, opts));
+      .option('--stream <id>', 'input records: an embedded stream (see `provenant stream append`)')
+      .option('--jetstream <stream>', 'input records: a NATS JetStream stream (offset = stream sequence)')
+      .option('--nats <url>', 'NATS server for --jetstream (default nats://127.0.0.1:4222, or PROVENANT_NATS)')
+      .option('--subject <subject>', 'with --jetstream: only messages on this subject')
+      .option('--follow', 'keep waiting for new records at the end of a JetStream stream (Ctrl-C stops cleanly)')
+      .option('--resume [runId]', 'go on with a crashed run from its last COMPLETE checkpoint (the given run, or the latest unfinished one of this pipeline over this input)'),
+  ).action(async (pipeline: string | undefined, opts: RunOpts) => {
+    if (pipeline === undefined && typeof opts.resume !== 'string') {
+      throw new ProvenantError('INPUT_INVALID', 'give the pipeline file to run (or --resume <runId>)', { hint: 'provenant run pipeline.ts --input records.ndjson' });
+    }
+    await runCommand(pipeline, opts);
+  });
 
   addRunOptions(
     program

@@ -8,7 +8,7 @@
  * verifying version-1 records with this function: old stores must still verify.
  */
 import { canonicalize, sha256, type ContentHash, type JsonValue } from './canonical.js';
-import type { ExecutionRecord } from '../store/records.js';
+import type { CheckpointBegin, CheckpointEnd, ExecutionRecord } from '../store/records.js';
 
 /** The current record format version. */
 export const RECORD_FORMAT = 1;
@@ -156,4 +156,40 @@ export function executionRecordHash(e: HashedExecution): ContentHash {
       `"nondeterminismHash":${nondeterminism},"offset":${num(e.offset)},"outputEncoding":"${e.outputEncoding}","outputHash":${output},"paramsHash":${params},` +
       `"runId":${runId},"startedUs":${num(e.startedUs)},"status":"${e.status}","streamId":${stream},"v":${RECORD_FORMAT}}`,
   );
+}
+
+/**
+ * The object whose canonical form is a checkpoint's record hash: its beginning and its end
+ * (format 1). Computed by the store when the checkpoint ends.
+ */
+export function canonicalCheckpoint(begin: CheckpointBegin, end: CheckpointEnd): JsonValue {
+  return {
+    v: RECORD_FORMAT,
+    kind: 'checkpoint',
+    checkpointId: begin.checkpointId,
+    runId: begin.runId,
+    streamId: begin.streamId,
+    previousId: begin.previousId,
+    startOffset: begin.startOffset,
+    startedUs: begin.startedUs,
+    pipelineHash: begin.pipelineHash,
+    status: end.status,
+    endOffset: end.endOffset,
+    endedUs: end.endedUs,
+    records: end.records,
+    executions: end.executions,
+    failed: end.failed,
+    deadLettered: end.deadLettered,
+    firstExecutionId: end.firstExecutionId,
+    lastExecutionId: end.lastExecutionId,
+    stateHash: end.stateHash,
+    sinkPosition: end.sinkPosition,
+    inputSliceHash: end.inputSliceHash,
+    reason: end.reason,
+  };
+}
+
+/** The record hash of an ended checkpoint: SHA-256 of the RFC 8785 form of {@link canonicalCheckpoint}. */
+export function checkpointRecordHash(begin: CheckpointBegin, end: CheckpointEnd): ContentHash {
+  return sha256(canonicalize(canonicalCheckpoint(begin, end)));
 }

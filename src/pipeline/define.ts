@@ -17,6 +17,11 @@ export interface PipelineStep {
   readonly export?: string;
   /** Parameters passed to every call (canonical JSON, recorded with each execution). Default: `{}`. */
   readonly params?: JsonValue;
+  /**
+   * The step keeps state across records in `ctx.state` (e.g. a running aggregate): the state is
+   * snapshot at every checkpoint and restored at resume and replay. Default: false.
+   */
+  readonly stateful?: boolean;
 }
 
 /** A pipeline: a name and the chain of steps a record goes through. */
@@ -73,6 +78,7 @@ export function validatePipeline(value: unknown, where: string): PipelineDefinit
     seen.add(step.id as string);
     if (typeof step.module !== 'string' || step.module === '') fail(`steps[${i}].module`, 'must be a module path');
     if (step.export !== undefined && typeof step.export !== 'string') fail(`steps[${i}].export`, 'must be a string');
+    if (step.stateful !== undefined && typeof step.stateful !== 'boolean') fail(`steps[${i}].stateful`, 'must be true or false');
   });
   return value as PipelineDefinition;
 }

@@ -5,7 +5,7 @@
  * sequence, from 1). A run records its source's {@link SourceSpec} so that resume and replay can
  * open the same source again and read any offset range of it.
  */
-import type { JsonValue } from '../hash/canonical.js';
+import type { EncodedValue, JsonValue } from '../hash/canonical.js';
 
 /** A record from a source, with its position. */
 export interface SourceRecord {
@@ -18,6 +18,8 @@ export interface SourceRecord {
   readonly value: unknown;
   /** Set when the record could not be decoded (not JSON, a CSV row with the wrong arity…). */
   readonly malformed?: MalformedInfo;
+  /** The value's canonical encoding, when the source already holds it verified (saves hashing it again). */
+  readonly encoded?: EncodedValue;
 }
 
 /** Why a record could not be decoded. */

@@ -23,6 +23,12 @@ export interface StepContext {
   readonly runId: string;
   /** Who asked, from where, with which rights. */
   readonly context: ExecutionContext;
+  /**
+   * For steps declared `stateful: true` in their pipeline: the step's state, a plain object kept
+   * across calls, snapshot at every checkpoint and restored at resume and replay. Keep it
+   * JSON-compatible. Undefined for other steps.
+   */
+  readonly state?: Record<string, unknown>;
 }
 
 /**

@@ -194,3 +194,94 @@ export interface ExecutionQuery {
   /** At most this many. Default 100. */
   readonly limit?: number;
 }
+
+/** Where a checkpoint is: opened and filling, committed with its records, or ended by a failure. */
+export type CheckpointStatus = 'IN_PROGRESS' | 'COMPLETE' | 'FAILED';
+
+/**
+ * A checkpoint being opened: it covers the stream from `startOffset` on. Written IN_PROGRESS, in
+ * the same transaction as the end of the checkpoint before it (the first one when its run starts).
+ */
+export interface CheckpointBegin {
+  /** UUIDv7. */
+  readonly checkpointId: string;
+  readonly runId: string;
+  readonly streamId: string;
+  /** The checkpoint this one follows in its run's chain (null for the first). */
+  readonly previousId: string | null;
+  /** First offset covered (inclusive). */
+  readonly startOffset: number;
+  readonly startedUs: number;
+  /**
+   * Hash of the pipeline applied in this checkpoint (a stored value): each step's id, code version
+   * hash, params hash and whether it keeps state. This ties the offsets to the exact code.
+   */
+  readonly pipelineHash: ContentHash;
+}
+
+/** How a checkpoint ended; appended (never updated), committed with all of the checkpoint's executions. */
+export interface CheckpointEnd {
+  readonly checkpointId: string;
+  readonly status: 'COMPLETE' | 'FAILED';
+  /** First offset not covered (exclusive): the checkpoint covers `[startOffset, endOffset)`. */
+  readonly endOffset: number;
+  /** The checkpoint's timestamp. */
+  readonly endedUs: number;
+  /** Source records covered. */
+  readonly records: number;
+  readonly executions: number;
+  readonly failed: number;
+  readonly deadLettered: number;
+  /** The checkpoint's executions are its run's executions with ids from the first to the last (inclusive). */
+  readonly firstExecutionId: string | null;
+  readonly lastExecutionId: string | null;
+  /** Hash of the state snapshot of the pipeline's stateful steps at the end (a stored value), or null when none keeps state. */
+  readonly stateHash: ContentHash | null;
+  /** Where the run's sink was when this checkpoint committed (e.g. `{ bytes: 1234 }` of an NDJSON file), or null. */
+  readonly sinkPosition: JsonValue;
+  /** Hash of the checkpoint's input slice (offsets and record hashes, a stored value) when the run keeps input, else null. */
+  readonly inputSliceHash: ContentHash | null;
+  /** Why it FAILED; null when COMPLETE. */
+  readonly reason: string | null;
+}
+
+/** Both halves of a checkpoint in a transaction: the end of the current one, the beginning of the next. */
+export interface CheckpointTransition {
+  readonly end?: CheckpointEnd;
+  readonly begin?: CheckpointBegin;
+}
+
+/** A checkpoint as stored: its beginning, and its end once it has one. */
+export interface CheckpointRecord extends CheckpointBegin {
+  readonly status: CheckpointStatus;
+  /** Null while IN_PROGRESS. */
+  readonly end: CheckpointEnd | null;
+  /** Hash of the canonical record of the ended checkpoint (see `hash/record-hash.ts`), null while IN_PROGRESS. */
+  readonly recordHash: ContentHash | null;
+}
+
+/** Filters for listing checkpoints; results are in the order they were opened. */
+export interface CheckpointQuery {
+  readonly streamId?: string;
+  readonly runId?: string;
+  /** Only checkpoints opened after this one (paging). */
+  readonly afterId?: string;
+  /** Default 1000. */
+  readonly limit?: number;
+}
+
+/** An execution as replay needs it: lean, in id order. */
+export interface ExecutionSketch {
+  readonly id: string;
+  readonly functionId: string;
+  readonly functionVersionHash: ContentHash;
+  readonly inputHashes: readonly ContentHash[];
+  readonly inputEncodings: readonly ValueEncoding[];
+  readonly outputHash: ContentHash | null;
+  readonly outputEncoding: ValueEncoding;
+  readonly paramsHash: ContentHash;
+  readonly status: ExecutionStatus;
+  readonly errorHash: ContentHash | null;
+  readonly nondeterminismHash: ContentHash | null;
+  readonly offset: number | null;
+}

@@ -13,6 +13,10 @@
 import type { Readable } from 'node:stream';
 import type { ContentHash } from '../hash/canonical.js';
 import type {
+  CheckpointQuery,
+  CheckpointRecord,
+  CheckpointTransition,
+  ExecutionSketch,
   ExecutionBatch,
   ExecutionWrite,
   ValueWrite,
@@ -105,8 +109,12 @@ export interface Store {
   appendExecutions(batch: ExecutionBatch): Promise<void>;
   /** A new, empty batch to fill and then {@link commitBatch}. */
   newBatch(): ExecutionBatchBuilder;
-  /** Commit a batch from {@link newBatch} atomically; resolves when it is durable. */
-  commitBatch(batch: ExecutionBatchBuilder): Promise<void>;
+  /**
+   * Commit a batch from {@link newBatch} atomically; resolves when it is durable. With a
+   * checkpoint transition, the current checkpoint's end and the next one's beginning commit in
+   * the same transaction as the batch (values they refer to must be in the batch or stored).
+   */
+  commitBatch(batch: ExecutionBatchBuilder, checkpoint?: CheckpointTransition): Promise<void>;
   getExecution(id: string): Promise<ExecutionRecord | undefined>;
   listExecutions(query?: ExecutionQuery): Promise<ExecutionRecord[]>;
   countExecutions(query?: Omit<ExecutionQuery, 'afterId' | 'limit'>): Promise<number>;
@@ -126,6 +134,22 @@ export interface Store {
   getStream(streamId: string): Promise<StreamSummary | undefined>;
   /** Every stream that has a log. */
   listStreams(): Promise<StreamSummary[]>;
+
+  // Temporal checkpoints: opened IN_PROGRESS, ended COMPLETE or FAILED by appending, never updated.
+  /**
+   * End and/or open a checkpoint outside a batch (a run's first checkpoint; ending one that a
+   * crashed process left IN_PROGRESS), storing `values` it refers to in the same transaction.
+   * @throws ProvenantError CHECKPOINT_INVALID (already ended, malformed), NOT_FOUND (unknown checkpoint or run)
+   */
+  applyCheckpoint(transition: CheckpointTransition, values?: readonly ValueWrite[]): Promise<void>;
+  getCheckpoint(checkpointId: string): Promise<CheckpointRecord | undefined>;
+  /** Checkpoints in the order they were opened. */
+  listCheckpoints(query?: CheckpointQuery): Promise<CheckpointRecord[]>;
+  /**
+   * A run's executions with ids from `firstId` to `lastId` inclusive (a checkpoint's executions),
+   * lean, in id order.
+   */
+  listExecutionSketches(runId: string, firstId: string, lastId: string): Promise<ExecutionSketch[]>;
 
   stats(): Promise<StoreStats>;
   close(): Promise<void>;

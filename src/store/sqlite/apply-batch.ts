@@ -6,6 +6,8 @@
 import type Database from 'better-sqlite3';
 import { ProvenantError } from '../../errors.js';
 import { hashToBytes } from '../../hash/canonical.js';
+import type { CheckpointTransition } from '../records.js';
+import { CheckpointWriter } from './checkpoints.js';
 import { type PackedBatch, unpackBatch } from './packed-batch.js';
 
 /** Pragmas every connection to a store uses (see sqlite-store.ts for the model). */
@@ -26,10 +28,12 @@ export class BatchApplier {
   readonly #contextSeq = new Map<string, number>();
   readonly #streamSeq = new Map<string, number>();
   readonly #stmt;
+  readonly #checkpoints: CheckpointWriter;
 
   constructor(db: Database.Database, location: string) {
     this.#db = db;
     this.#location = location;
+    this.#checkpoints = new CheckpointWriter(db, location);
     this.#stmt = {
       insertBlob: db.prepare('INSERT OR IGNORE INTO blobs (hash, size, location, bytes) VALUES (?, ?, ?, ?)'),
       insertExecution: db.prepare(`
@@ -48,14 +52,8 @@ export class BatchApplier {
 
   /** Commit a packed batch atomically: all of it or none. */
   apply(batch: PackedBatch): void {
-    try {
-      this.#db.transaction(() => this.#write(batch)).immediate();
-    } catch (err) {
-      // Rows interned inside the rolled-back transaction are gone: forget their cached numbers.
-      this.#contextSeq.clear();
-      this.#streamSeq.clear();
-      throw err;
-    }
+    // Rows interned inside a rolled-back transaction are gone: #transaction forgets their numbers.
+    this.#transaction(() => this.#write(batch));
   }
 
   #write(batch: PackedBatch): void {
@@ -91,6 +89,27 @@ export class BatchApplier {
       const e = executions[dl.execution];
       if (e === undefined) throw new TypeError('dead letter refers outside its batch');
       s.insertDeadLetter.run(e.id, runs[e.run], d.reasons[dl.reason]);
+    }
+    if (batch.checkpoint !== undefined) {
+      this.#checkpoints.apply(batch.checkpoint, (id) => this.#requireRun(id), (id) => this.internStream(id));
+    }
+  }
+
+  /** End and/or open a checkpoint in its own transaction, after storing the values it refers to. */
+  applyCheckpoint(transition: CheckpointTransition, values: readonly { hash: Buffer; size: number; location: number; bytes: Uint8Array | null }[]): void {
+    this.#transaction(() => {
+      for (const v of values) this.#stmt.insertBlob.run(v.hash, v.size, v.location, v.bytes);
+      this.#checkpoints.apply(transition, (id) => this.#requireRun(id), (id) => this.internStream(id));
+    });
+  }
+
+  #transaction(fn: () => void): void {
+    try {
+      this.#db.transaction(fn).immediate();
+    } catch (err) {
+      this.#contextSeq.clear();
+      this.#streamSeq.clear();
+      throw err;
     }
   }
 

@@ -122,6 +122,45 @@ CREATE TABLE stream_log (
 ${appendOnly('stream_log')}
 `,
   },
+  {
+    version: 3,
+    name: 'temporal checkpoints',
+    sql: `
+-- A checkpoint is opened (IN_PROGRESS) and later ended (COMPLETE or FAILED) by appending a row to
+-- checkpoint_ends in the same transaction as all of its executions: neither table is ever updated.
+CREATE TABLE checkpoints (
+  seq          INTEGER PRIMARY KEY,
+  id           TEXT NOT NULL UNIQUE,    -- UUIDv7
+  run          INTEGER NOT NULL REFERENCES runs(seq),
+  stream       INTEGER NOT NULL REFERENCES streams(seq),
+  previous     TEXT,                    -- id of the checkpoint before it in the run's chain
+  start_offset INTEGER NOT NULL,        -- first offset covered (inclusive)
+  started      INTEGER NOT NULL,        -- epoch microseconds
+  pipeline     BLOB NOT NULL            -- digest of the pipeline value (steps, versions, params)
+);
+CREATE INDEX checkpoints_by_stream ON checkpoints (stream, seq);
+CREATE INDEX checkpoints_by_run ON checkpoints (run, seq);
+
+CREATE TABLE checkpoint_ends (
+  checkpoint      INTEGER PRIMARY KEY REFERENCES checkpoints(seq),
+  status          TEXT NOT NULL,        -- COMPLETE | FAILED
+  end_offset      INTEGER NOT NULL,     -- first offset not covered (exclusive)
+  ended           INTEGER NOT NULL,     -- epoch microseconds: the checkpoint's timestamp
+  records         INTEGER NOT NULL,
+  executions      INTEGER NOT NULL,
+  failed          INTEGER NOT NULL,
+  dead_lettered   INTEGER NOT NULL,
+  first_execution BLOB,                 -- UUIDv7 bytes; the checkpoint's executions are the run's
+  last_execution  BLOB,                 --   executions with ids in [first, last]
+  state           BLOB,                 -- digest of the stateful steps' snapshot, NULL if none
+  sink            TEXT NOT NULL,        -- canonical JSON of the sink position (null if none)
+  input_slice     BLOB,                 -- digest of the kept input slice, NULL if not kept
+  reason          TEXT,                 -- why it FAILED
+  record_hash     BLOB NOT NULL         -- hash of the canonical checkpoint record
+);
+${['checkpoints', 'checkpoint_ends'].map(appendOnly).join('\n')}
+`,
+  },
 ];
 
 /** The newest schema version this code knows. */

@@ -19,7 +19,7 @@
 import { ProvenantError } from '../../errors.js';
 import { executionRecordHash } from '../../hash/record-hash.js';
 import type { ValueEncoding } from '../../hash/canonical.js';
-import type { ExecutionBatch, ExecutionContext, ExecutionWrite, ValueWrite } from '../records.js';
+import type { CheckpointTransition, ExecutionBatch, ExecutionContext, ExecutionWrite, ValueWrite } from '../records.js';
 
 /** The dictionary of strings a packed batch refers to by index. */
 export interface PackedDictionary {
@@ -38,6 +38,8 @@ export interface PackedDictionary {
  */
 export interface PackedBatch {
   readonly dictionary: PackedDictionary;
+  /** A checkpoint ended and/or opened in the same transaction as the batch. */
+  readonly checkpoint?: CheckpointTransition;
   readonly sections: readonly [values: PackedSection, executions: PackedSection, deadLetters: PackedSection];
 }
 
@@ -261,7 +263,7 @@ export class PackedBatchBuilder {
   }
 
   /** The finished batch, its buffers ready to transfer (the builder must not be used after). */
-  finish(): PackedBatch {
+  finish(checkpoint?: CheckpointTransition): PackedBatch {
     const d = this.#dictionary;
     if (d.runs.length > 0xffff || d.steps.length > 0xffff || d.contexts.length > 0xffff) {
       throw new RangeError('too many distinct runs, steps or contexts in one batch');
@@ -269,6 +271,7 @@ export class PackedBatchBuilder {
     const section = (w: Writer, count: number): PackedSection => ({ buffer: w.buf.buffer as ArrayBuffer, length: w.off, count });
     return {
       dictionary: d,
+      ...(checkpoint === undefined ? {} : { checkpoint }),
       sections: [section(this.#values, this.#valueCount), section(this.#executions, this.#executionCount), section(this.#dead, this.#deadCount)],
     };
   }

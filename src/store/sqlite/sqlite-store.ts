@@ -40,7 +40,13 @@ import {
 import { isUuid, nowUs, uuidFromBytes, uuidToBytes } from '../../ids.js';
 import { BatchApplier, configureConnection } from './apply-batch.js';
 import { LOCATION_FILE, LOCATION_INLINE, PackedBatchBuilder, decodeEncodings, packBatch, type PackedBatch, type PackedSizeHint } from './packed-batch.js';
+import { CHECKPOINT_SELECT, toCheckpoint, type CheckpointRow } from './checkpoints.js';
 import type {
+  CheckpointQuery,
+  CheckpointRecord,
+  CheckpointTransition,
+  ExecutionSketch,
+  ValueWrite,
   ExecutionBatch,
   ExecutionContext,
   ExecutionQuery,
@@ -341,13 +347,13 @@ export class SqliteStore implements Store {
   /** The last committed batch's sizes, plus a margin: new batches start big enough not to grow. */
   #sizeHint: PackedSizeHint | undefined;
 
-  async commitBatch(batch: ExecutionBatchBuilder): Promise<void> {
+  async commitBatch(batch: ExecutionBatchBuilder, checkpoint?: CheckpointTransition): Promise<void> {
     if (!(batch instanceof PackedBatchBuilder)) throw new TypeError('commitBatch takes a batch made by this store\'s newBatch()');
     // Large values are durable files before any record that refers to them commits.
     for (const v of batch.fileValues) await this.#files.write(v.hash, v.bytes);
     const sizes = batch.sizes;
     this.#sizeHint = { values: Math.ceil(sizes.values * 1.1), executions: Math.ceil(sizes.executions * 1.1) };
-    const packed = batch.finish();
+    const packed = batch.finish(checkpoint);
     if (this.#writer !== undefined) await this.#writer.apply(packed);
     else this.#applier.apply(packed);
   }
@@ -443,6 +449,49 @@ export class SqliteStore implements Store {
     return (this.#stmt.listStreams.all() as StreamSummaryRow[]).map(toStreamSummary);
   }
 
+  // ---- checkpoints ----------------------------------------------------------------------
+
+  async applyCheckpoint(transition: CheckpointTransition, values: readonly ValueWrite[] = []): Promise<void> {
+    const rows: { hash: Buffer; size: number; location: number; bytes: Uint8Array | null }[] = [];
+    for (const v of values) {
+      const size = v.bytes.byteLength;
+      const file = size > this.#inlineMax;
+      if (file) await this.#files.write(v.hash, v.bytes);
+      rows.push({ hash: hashToBytes(v.hash), size, location: file ? LOCATION_FILE : LOCATION_INLINE, bytes: file ? null : v.bytes });
+    }
+    this.#applier.applyCheckpoint(transition, rows);
+  }
+
+  async getCheckpoint(checkpointId: string): Promise<CheckpointRecord | undefined> {
+    const row = this.#stmt.getCheckpoint.get(checkpointId) as CheckpointRow | undefined;
+    return row === undefined ? undefined : toCheckpoint(row);
+  }
+
+  async listCheckpoints(query: CheckpointQuery = {}): Promise<CheckpointRecord[]> {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    if (query.streamId !== undefined) {
+      where.push('s.id = ?');
+      args.push(query.streamId);
+    }
+    if (query.runId !== undefined) {
+      where.push('r.id = ?');
+      args.push(query.runId);
+    }
+    if (query.afterId !== undefined) {
+      where.push('c.seq > (SELECT seq FROM checkpoints WHERE id = ?)');
+      args.push(query.afterId);
+    }
+    args.push(query.limit ?? 1000);
+    const sql = `${CHECKPOINT_SELECT} ${where.length > 0 ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY c.seq LIMIT ?`;
+    return (this.#db.prepare(sql).all(...args) as CheckpointRow[]).map(toCheckpoint);
+  }
+
+  async listExecutionSketches(runId: string, firstId: string, lastId: string): Promise<ExecutionSketch[]> {
+    const rows = this.#stmt.executionSketches.all(runId, uuidToBytes(firstId), uuidToBytes(lastId)) as SketchRow[];
+    return rows.map(toSketch);
+  }
+
   async stats(): Promise<StoreStats> {
     const one = (sql: string): number => (this.#db.prepare(sql).get() as { n: number | null }).n ?? 0;
     return {
@@ -516,6 +565,12 @@ function prepareStatements(db: Database.Database) {
     getRun: db.prepare(`${RUN_SELECT} WHERE r.id = ?`),
     listRuns: db.prepare(`${RUN_SELECT} ORDER BY r.seq DESC LIMIT ?`),
     getExecution: db.prepare(`${EXECUTION_SELECT} WHERE e.id = ?`),
+    getCheckpoint: db.prepare(`${CHECKPOINT_SELECT} WHERE c.id = ?`),
+    executionSketches: db.prepare(`
+      SELECT e.id, sv.step_id, sv.version_hash, e.inputs, e.output, e.params, e.status, e.error, e.nondeterminism,
+             e.encodings, e."offset"
+      FROM executions e JOIN step_versions sv ON sv.seq = e.step_version
+      WHERE e.run = (SELECT seq FROM runs WHERE id = ?) AND e.id BETWEEN ? AND ? ORDER BY e.id`),
   };
 }
 
@@ -695,6 +750,40 @@ class WriterThread {
     this.#pending.delete(id);
     if (this.#pending.size === 0) this.#worker.unref();
   }
+}
+
+interface SketchRow {
+  id: Buffer;
+  step_id: string;
+  version_hash: Buffer;
+  inputs: Buffer;
+  output: Buffer | null;
+  params: Buffer;
+  status: number;
+  error: Buffer | null;
+  nondeterminism: Buffer | null;
+  encodings: Buffer | null;
+  offset: number | null;
+}
+
+function toSketch(row: SketchRow): ExecutionSketch {
+  const inputHashes: ContentHash[] = [];
+  for (let i = 0; i * 32 < row.inputs.length; i++) inputHashes.push(hashFromBytes(row.inputs.subarray(i * 32, i * 32 + 32)));
+  const encodings = decodeEncodings(row.encodings, inputHashes.length);
+  return {
+    id: uuidFromBytes(row.id),
+    functionId: row.step_id,
+    functionVersionHash: hashFromBytes(row.version_hash),
+    inputHashes,
+    inputEncodings: encodings.inputs,
+    outputHash: row.output === null ? null : hashFromBytes(row.output),
+    outputEncoding: encodings.output,
+    paramsHash: hashFromBytes(row.params),
+    status: row.status === 0 ? 'ok' : 'failed',
+    errorHash: row.error === null ? null : hashFromBytes(row.error),
+    nondeterminismHash: row.nondeterminism === null ? null : hashFromBytes(row.nondeterminism),
+    offset: row.offset,
+  };
 }
 
 interface StreamSummaryRow {

@@ -1,0 +1,152 @@
+/**
+ * Finding checkpoints: a run's chain, a checkpoint by id or prefix, and ranges `[from, to]` for
+ * replay. A run's checkpoints form a chain through `previousId`. When a crashed run is resumed,
+ * the checkpoint it left IN_PROGRESS is ended FAILED (abandoned, with no executions) and the
+ * resumed one follows the last COMPLETE checkpoint instead: the chain takes, after each
+ * checkpoint, the latest one opened after it.
+ */
+import { ProvenantError } from '../errors.js';
+import type { CheckpointQuery, CheckpointRecord } from '../store/records.js';
+import type { Store } from '../store/store.js';
+
+/** Every checkpoint matching a query, in the order they were opened (paged through the store). */
+export async function allCheckpoints(store: Store, query: Omit<CheckpointQuery, 'afterId' | 'limit'>): Promise<CheckpointRecord[]> {
+  const out: CheckpointRecord[] = [];
+  let afterId: string | undefined;
+  for (;;) {
+    const page = await store.listCheckpoints({ ...query, limit: 1000, ...(afterId === undefined ? {} : { afterId }) });
+    out.push(...page);
+    if (page.length < 1000) return out;
+    afterId = page[page.length - 1]?.checkpointId;
+  }
+}
+
+/** A run's checkpoints in chain order (abandoned attempts left out). */
+export async function runChain(store: Store, runId: string): Promise<CheckpointRecord[]> {
+  return chainOf(await allCheckpoints(store, { runId }));
+}
+
+/** Chain order of one run's checkpoints (given in the order they were opened). */
+export function chainOf(checkpoints: readonly CheckpointRecord[]): CheckpointRecord[] {
+  const next = new Map<string | null, CheckpointRecord>();
+  for (const c of checkpoints) next.set(c.previousId, c); // the latest opened after each wins
+  const chain: CheckpointRecord[] = [];
+  const seen = new Set<string>();
+  for (let c = next.get(null); c !== undefined && !seen.has(c.checkpointId); c = next.get(c.checkpointId)) {
+    seen.add(c.checkpointId);
+    chain.push(c);
+  }
+  return chain;
+}
+
+/**
+ * A checkpoint by its id or a unique prefix of it (at least 8 characters), among a stream's or
+ * run's checkpoints.
+ * @throws ProvenantError NOT_FOUND (naming the stream), CHECKPOINT_INVALID for an ambiguous prefix
+ */
+export async function findCheckpoint(store: Store, ref: string, scope: { streamId?: string; runId?: string } = {}): Promise<CheckpointRecord> {
+  const exact = await store.getCheckpoint(ref);
+  const where = scope.streamId !== undefined ? `stream ${scope.streamId}` : scope.runId !== undefined ? `run ${scope.runId}` : store.location;
+  const inScope = (c: CheckpointRecord): boolean =>
+    (scope.streamId === undefined || c.streamId === scope.streamId) && (scope.runId === undefined || c.runId === scope.runId);
+  if (exact !== undefined) {
+    if (!inScope(exact)) {
+      throw new ProvenantError('NOT_FOUND', `checkpoint ${ref} is not a checkpoint of ${where} (it belongs to stream ${exact.streamId}, run ${exact.runId})`, {
+        context: { checkpointId: ref, ...scope },
+      });
+    }
+    return exact;
+  }
+  const notFound = (): never => {
+    throw new ProvenantError('NOT_FOUND', `no checkpoint ${ref} in ${where}`, {
+      hint: `List them with \`provenant checkpoints${scope.streamId === undefined ? '' : ` --stream ${scope.streamId}`}\`.`,
+      context: { checkpointId: ref, ...scope },
+    });
+  };
+  if (ref.length < 8 || !/^[0-9a-f-]+$/.test(ref)) return notFound();
+  const matches = (await allCheckpoints(store, scope)).filter((c) => c.checkpointId.startsWith(ref));
+  if (matches.length === 0) return notFound();
+  if (matches.length > 1) {
+    throw new ProvenantError('CHECKPOINT_INVALID', `checkpoint prefix ${ref} matches ${matches.length} checkpoints in ${where}`, {
+      hint: 'Give more characters of the checkpoint id.',
+      context: { checkpointId: ref, matches: matches.slice(0, 5).map((c) => c.checkpointId) },
+    });
+  }
+  return matches[0] as CheckpointRecord;
+}
+
+/** What {@link checkpointRange} resolved. */
+export interface CheckpointRange {
+  readonly runId: string;
+  readonly streamId: string;
+  /** The checkpoints from `from` to `to`, inclusive, in chain order. */
+  readonly checkpoints: readonly CheckpointRecord[];
+  /** The checkpoint before `from` in the chain (whose state snapshot `from` starts from), or null. */
+  readonly before: CheckpointRecord | null;
+}
+
+/**
+ * The checkpoints of one run's chain from `from` to `to` (inclusive). `from` defaults to the
+ * chain's first checkpoint, `to` to its last ended one; the run defaults to `from`'s, else the
+ * latest run over the stream.
+ * @throws ProvenantError NOT_FOUND (unknown stream, run or checkpoint), CHECKPOINT_INVALID (range
+ * in the wrong order, across runs, or reaching a checkpoint that has not ended)
+ */
+export async function checkpointRange(
+  store: Store,
+  options: { streamId: string; from?: string; to?: string; runId?: string },
+): Promise<CheckpointRange> {
+  const { streamId } = options;
+  const scope = { streamId, ...(options.runId === undefined ? {} : { runId: options.runId }) };
+  const from = options.from === undefined ? undefined : await findCheckpoint(store, options.from, scope);
+  const to = options.to === undefined ? undefined : await findCheckpoint(store, options.to, scope);
+  let runId = options.runId ?? from?.runId ?? to?.runId;
+  if (runId === undefined) {
+    const all = await allCheckpoints(store, { streamId });
+    if (all.length === 0) {
+      throw new ProvenantError('NOT_FOUND', `stream ${streamId} has no checkpoints in ${store.location}`, {
+        hint: 'Run a pipeline over it first (`provenant run <pipeline> --stream <id>`); `provenant checkpoints --stream <id>` lists them.',
+        context: { streamId },
+      });
+    }
+    runId = (all[all.length - 1] as CheckpointRecord).runId;
+  }
+  if (from !== undefined && to !== undefined && from.runId !== to.runId) {
+    throw new ProvenantError('CHECKPOINT_INVALID', `checkpoints ${from.checkpointId} and ${to.checkpointId} belong to different runs (${from.runId}, ${to.runId})`, {
+      hint: 'A range is replayed within one run\'s chain of checkpoints; pick both ends from the same run.',
+      context: { from: from.checkpointId, to: to.checkpointId },
+    });
+  }
+  const chain = await runChain(store, runId);
+  const indexOf = (c: CheckpointRecord): number => {
+    const i = chain.findIndex((x) => x.checkpointId === c.checkpointId);
+    if (i < 0) {
+      throw new ProvenantError('CHECKPOINT_INVALID', `checkpoint ${c.checkpointId} was abandoned by a crash (its run resumed from an earlier one) and is not in the run's chain`, {
+        hint: `List the run's checkpoints with \`provenant checkpoints --run ${runId}\`.`,
+        context: { checkpointId: c.checkpointId, runId },
+      });
+    }
+    return i;
+  };
+  const ended = chain.filter((c) => c.end !== null);
+  if (ended.length === 0) {
+    throw new ProvenantError('NOT_FOUND', `run ${runId} has no ended checkpoint over stream ${streamId} yet`, { context: { runId, streamId } });
+  }
+  const start = from === undefined ? 0 : indexOf(from);
+  const stop = to === undefined ? indexOf(ended[ended.length - 1] as CheckpointRecord) : indexOf(to);
+  if (stop < start) {
+    throw new ProvenantError('CHECKPOINT_INVALID', `the range is in the wrong order: ${chain[stop]?.checkpointId} comes before ${chain[start]?.checkpointId}`, {
+      hint: 'Give --from the earlier checkpoint and --to the later one.',
+      context: { from: chain[start]?.checkpointId, to: chain[stop]?.checkpointId },
+    });
+  }
+  const checkpoints = chain.slice(start, stop + 1);
+  const open = checkpoints.find((c) => c.end === null);
+  if (open !== undefined) {
+    throw new ProvenantError('CHECKPOINT_INVALID', `checkpoint ${open.checkpointId} is still IN_PROGRESS; only ended checkpoints can be replayed`, {
+      hint: 'Replay up to the last COMPLETE checkpoint, or resume the run first.',
+      context: { checkpointId: open.checkpointId },
+    });
+  }
+  return { runId, streamId, checkpoints, before: start === 0 ? null : (chain[start - 1] as CheckpointRecord) };
+}
