@@ -58,6 +58,8 @@ export {
   type TapeEntry,
   type NondeterminismKind,
   type NondeterminismRecord,
+  type ValueKind,
 } from './step/determinism.js';
+export type { FetchRecord, FetchRequestRecord, FetchResponseRecord, FetchErrorRecord, FetchOutcome } from './step/fetch.js';
 export { reexecute, type ReexecutionResult, type DivergenceCause } from './replay/execution.js';
 export { appendRecords, readLog, type AppendRecordsOptions, type ReadLogOptions } from './stream/log.js';

@@ -348,7 +348,10 @@ export class Run {
     const { step, id } = call;
     let output: EncodedValue | undefined;
     let failure: RecordedError | undefined;
+    // The call is over: a fetch it left pending fails it (nothing half-answered is recorded).
+    const unawaited = call.tape.close();
     if (threw) failure = toRecordedError(thrown, step.stepId);
+    else if (unawaited !== undefined) failure = toRecordedError(unawaited, step.stepId);
     else {
       try {
         output = encodeValue(result);

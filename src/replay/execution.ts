@@ -1,18 +1,18 @@
 /**
  * Re-executing one recorded execution: its step version loaded from the stored artifact, its
- * recorded input and params, and its recorded clock reads and random draws fed back, so that a
- * deterministic step reproduces its recorded output bit for bit. The outcome is data: whether the
- * output hash matches, and if not, why.
+ * recorded input and params, and its recorded clock reads, random draws and HTTP answers fed back
+ * (no network is used), so that a deterministic step reproduces its recorded output bit for bit.
+ * The outcome is data: whether the output hash matches, and if not, why.
  */
 import { ProvenantError } from '../errors.js';
 import { decodeValue, encodeValue, type ContentHash } from '../hash/canonical.js';
 import type { Store } from '../store/store.js';
-import { DeterminismViolationError, ReplayTape, withTape, type NondeterminismRecord } from '../step/determinism.js';
+import { ReplayTape, withTape, type NondeterminismRecord } from '../step/determinism.js';
 import { loadStep, type StepContext } from '../step/runtime.js';
 
 /** Why a re-execution did not reproduce the recorded output. */
 export type DivergenceCause =
-  /** The step read the clock or randomness differently than at capture. */
+  /** The step read the clock or randomness, or made HTTP calls, differently than at capture. */
   | 'nondeterminism'
   /** The output differs although every recorded read was fed back: nondeterminism that was not recorded. */
   | 'unrecorded-nondeterminism'
@@ -58,18 +58,22 @@ export async function reexecute(store: Store, executionId: string): Promise<Reex
   let error: unknown;
   try {
     output = await withTape(tape, () => step.fn(input, params, ctx));
+    // A fetch left pending, or a divergence the step caught (a fetch's rejection), fails the call.
+    const violation = tape.close();
+    if (violation !== undefined) throw violation;
     outputHash = encodeValue(output).hash;
   } catch (err) {
+    tape.close();
     error = err;
   }
   const failedBefore = e.status === 'failed';
   const recordedError = e.errorHash === null ? null : (decodeValue(await store.getBlob(e.errorHash), 'json') as { message?: string });
-  const message = error === undefined ? null : error instanceof Error ? error.message : String(error);
+  const message = error === undefined ? null : thrownMessage(error);
   // A failed execution is reproduced when the replay fails with the same message.
   const matches = failedBefore ? message !== null && message === recordedError?.message : error === undefined && outputHash === e.outputHash;
   let cause: DivergenceCause | null = null;
   if (!matches) {
-    if (error instanceof DeterminismViolationError && tape.diverged) cause = 'nondeterminism';
+    if (tape.diverged) cause = 'nondeterminism';
     else if (failedBefore || error !== undefined) cause = 'outcome-changed';
     else cause = 'unrecorded-nondeterminism';
   }
@@ -84,4 +88,10 @@ export async function reexecute(store: Store, executionId: string): Promise<Reex
     output: error === undefined ? output : null,
     error: message,
   };
+}
+
+/** The message of what a step threw, as capture records it (errors made in the step's realm are not `instanceof Error` here). */
+function thrownMessage(err: unknown): string {
+  const message = typeof err === 'object' && err !== null ? (err as { message?: unknown }).message : undefined;
+  return typeof message === 'string' ? message : String(err);
 }

@@ -1,8 +1,8 @@
 /**
  * The step realm: where stored step artifacts execute. Each loaded step version gets its own
  * `node:vm` context (its own globals and intrinsics: `Date`, `Math`, `Object`…), so what runs is
- * exactly the artifact's code and nothing the host process defined, and so the clock and
- * randomness inside the realm can be recorded and replayed (`determinism.ts`).
+ * exactly the artifact's code and nothing the host process defined, and so the clock, randomness
+ * and HTTP calls (`fetch`) inside the realm can be recorded and replayed (`determinism.ts`).
  *
  * This module is kept small and apart from the engine that hosts it (capture, replay).
  */
@@ -69,6 +69,12 @@ export function instantiateArtifact(code: string, stepId: string, versionHash: C
     TextDecoder,
     URL,
     URLSearchParams,
+    // fetch itself is defined by the prelude (recorded; see determinism.ts).
+    Headers,
+    Request,
+    Response,
+    FormData,
+    Blob,
     Buffer,
     structuredClone,
     atob,
@@ -79,7 +85,7 @@ export function instantiateArtifact(code: string, stepId: string, versionHash: C
     process: Object.freeze({ env: Object.freeze({}), version: process.version, versions: process.versions, platform: process.platform }),
   };
   const context = vm.createContext(sandbox, { name: `provenant step ${stepId}` });
-  // The realm's clock, randomness, timers and weak references, replaced before the step's code runs.
+  // The realm's clock, randomness, timers, weak references and fetch, replaced before the step's code runs.
   (vm.runInContext(REALM_PRELUDE, context, { filename: 'provenant:realm-prelude.js' }) as (hooks: RealmHooks) => void)(realmHooks);
   let exported: unknown;
   try {
