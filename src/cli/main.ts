@@ -20,6 +20,7 @@ import type { CheckpointPolicy } from '../checkpoint/checkpointer.js';
 import { NdjsonFileSink } from '../checkpoint/sink.js';
 import type { RecordSource } from '../sources/source.js';
 import { reexecute } from '../replay/execution.js';
+import { replay, type ReplayResult } from '../replay/range.js';
 import { appendRecords, LogSource } from '../stream/log.js';
 import { FileSource, formatOf, readRecords, valuesOf } from '../sources/files.js';
 import { vegaDatasetPath } from '../sources/datasets.js';
@@ -249,6 +250,34 @@ function runSummaryText(r: PipelineResult & { store: string; storeStats: { execu
   return lines.join('\n');
 }
 
+function replaySummaryText(r: ReplayResult): string {
+  const rate = r.durationMs > 0 ? Math.round((r.records / r.durationMs) * 1000) : r.records;
+  const verdict = r.diverged === 0 ? paint('green', 'reproduced') : paint('red', 'diverged');
+  const lines = [
+    `${verdict}  replayed ${count(r.checkpoints)} checkpoints of run ${r.runId} over ${r.streamId}`,
+    `  from ${r.from}`,
+    `  to   ${r.to}`,
+    `  ${count(r.records)} records (${count(rate)}/s), ${count(r.executions)} executions: ${count(r.matched)} matched, ${count(r.diverged)} diverged`,
+    `  records read from ${r.inputFrom.slice === 0 ? 'the source' : r.inputFrom.source === 0 ? 'kept input slices' : `the source (${count(r.inputFrom.source)}) and kept input slices (${count(r.inputFrom.slice)})`}; replay run ${r.replayRunId}`,
+  ];
+  const d = r.firstDivergence;
+  if (d !== null) {
+    lines.push(
+      '',
+      `${paint('bold', 'First divergence')}: ${paint('red', d.cause)}`,
+      `  checkpoint ${d.checkpointId}, offset ${d.offset ?? '-'}`,
+      `  step       ${d.stepId}${d.versionHash === null ? '' : ` @ ${d.versionHash}`}`,
+      ...(d.executionId === null ? [] : [`  recorded   execution ${d.executionId} (provenant show ${d.executionId})`]),
+      ...(d.replayExecutionId === null ? [] : [`  replayed   execution ${d.replayExecutionId} (provenant show ${d.replayExecutionId})`]),
+      `  input      ${d.inputHash ?? '-'}`,
+      `  expected   ${d.expectedHash ?? '(failure)'}`,
+      `  actual     ${d.actualHash ?? '(none)'}`,
+      ...(d.detail === null ? [] : [`  detail     ${d.detail}`]),
+    );
+  }
+  return lines.join('\n');
+}
+
 function executionRow(e: ExecutionRecord): string[] {
   return [e.id, e.functionId, shortHash(e.functionVersionHash), e.status === 'ok' ? 'ok' : paint('red', 'failed'), isoUs(e.startedUs), durationUs(e.endedUs - e.startedUs), e.offset === null ? '-' : String(e.offset)];
 }
@@ -365,6 +394,90 @@ export function buildProgram(): Command {
         );
       });
     });
+
+  program
+    .command('checkpoints')
+    .description('list the temporal checkpoints of a stream or a run: id, time, offsets, executions, status')
+    .addOption(storeOption())
+    .option('--stream <id>', 'only checkpoints over this stream (an embedded stream id, file:<path>, jetstream:<name>)')
+    .option('--run <id>', 'only this run\'s checkpoints')
+    .option('--limit <n>', 'at most n, the latest (default 50)', positiveInt('--limit'))
+    .option('--json', 'machine-readable output')
+    .action(async (opts: StoreOpts & { stream?: string; run?: string; limit?: number; json?: boolean }) => {
+      await withStore(opts, false, async (store) => {
+        const query = { ...(opts.stream === undefined ? {} : { streamId: opts.stream }), ...(opts.run === undefined ? {} : { runId: opts.run }) };
+        const all = await allCheckpoints(store, query);
+        if (all.length === 0 && opts.stream !== undefined && (await store.getStream(opts.stream)) === undefined && !opts.stream.includes(':')) {
+          throw new ProvenantError('NOT_FOUND', `no stream ${opts.stream} in ${store.location}`, {
+            hint: 'List streams with `provenant stream list`; file runs are checkpointed as file:<absolute path>.',
+            context: { streamId: opts.stream },
+          });
+        }
+        const shown = all.slice(-(opts.limit ?? 50));
+        printList(opts.json === true, shown, 'No checkpoints match.', () => {
+          const rows = shown.map((c) => [
+            c.checkpointId,
+            isoUs(c.end?.endedUs ?? c.startedUs),
+            c.streamId,
+            `${count(c.startOffset)}..${c.end === null ? '' : count(c.end.endOffset)}`,
+            c.end === null ? '-' : count(c.end.records),
+            c.end === null ? '-' : count(c.end.executions),
+            c.end === null ? '-' : count(c.end.failed),
+            c.status === 'COMPLETE' ? paint('green', c.status) : c.status === 'FAILED' ? paint('red', c.status) : paint('yellow', c.status),
+            c.end?.stateHash ? shortHash(c.end.stateHash) : '-',
+          ]);
+          const failed = shown.filter((c) => c.status === 'FAILED' && c.end?.reason);
+          return (
+            table(['CHECKPOINT', 'TIME', 'STREAM', 'OFFSETS', 'RECORDS', 'EXECUTIONS', 'FAILED', 'STATUS', 'STATE'], rows) +
+            (all.length > shown.length ? `\n${count(shown.length)} of ${count(all.length)} shown (the latest); --limit to see more` : '') +
+            failed.map((c) => `\n${paint('red', 'FAILED')} ${c.checkpointId}: ${c.end?.reason ?? ''}`).join('')
+          );
+        });
+      });
+    });
+
+  program
+    .command('replay')
+    .description('replay a range of checkpoints with the recorded code versions; with --verify, check every output hash and name the first divergence')
+    .addOption(storeOption())
+    .requiredOption('--stream <id>', 'the stream whose checkpoints to replay (see `provenant checkpoints`)')
+    .option('--from <checkpoint>', 'first checkpoint (id or unique prefix; default: the run\'s first)')
+    .option('--to <checkpoint>', 'last checkpoint, inclusive (default: the run\'s last ended one)')
+    .option('--run <id>', 'the run whose checkpoints to replay (default: --from\'s run, else the latest over the stream)')
+    .option('--verify', 'exit with code 4 when any output differs from the recorded one')
+    .option('--input <file>', 'read the records from this file instead of the recorded source (e.g. a moved copy)')
+    .option('--output <file>', 'write each record\'s replayed final output as NDJSON')
+    .option('--principal <name>', 'who is replaying (recorded in the replay run\'s context)')
+    .option('--quiet', 'no progress output')
+    .option('--json', 'machine-readable result')
+    .action(
+      async (opts: StoreOpts & { stream: string; from?: string; to?: string; run?: string; verify?: boolean; input?: string; output?: string; principal?: string; quiet?: boolean; json?: boolean }) => {
+        if (opts.input !== undefined && !existsSync(opts.input)) {
+          throw new ProvenantError('INPUT_INVALID', `input file ${resolve(opts.input)} does not exist`, { context: { file: resolve(opts.input) } });
+        }
+        const progress = new Progress(`replay ${opts.stream}`, opts.quiet === true || opts.json === true);
+        const sink = opts.output === undefined ? undefined : new NdjsonFileSink(opts.output);
+        if (sink !== undefined) await sink.restore(null);
+        const result = await withStore(opts, false, async (store) => {
+          const source = opts.input === undefined ? undefined : new FileSource(opts.input);
+          return replay(store, {
+            streamId: opts.stream,
+            ...(opts.from === undefined ? {} : { from: opts.from }),
+            ...(opts.to === undefined ? {} : { to: opts.to }),
+            ...(opts.run === undefined ? {} : { runId: opts.run }),
+            ...(source === undefined ? {} : { source }),
+            ...(sink === undefined ? {} : { sink: (o: unknown) => sink.write(o) }),
+            context: { source: 'cli', ...(opts.principal === undefined ? {} : { principal: opts.principal }) },
+            onProgress: (p) => progress.update(p.records, `${count(p.executions)} executions, ${count(p.diverged)} diverged, checkpoint ${p.checkpoints} of ${p.totalCheckpoints}`, p.totalRecords),
+            progressEvery: 500,
+          });
+        });
+        progress.done();
+        await sink?.close();
+        print(opts.json === true, result, () => replaySummaryText(result));
+        if (opts.verify === true && result.diverged > 0) process.exitCode = 4;
+      },
+    );
 
   program
     .command('executions')

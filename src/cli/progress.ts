@@ -15,15 +15,16 @@ export class Progress {
     this.#quiet = quiet;
   }
 
-  /** Report the current count (and an optional detail). Cheap to call often. */
-  update(done: number, detail = ''): void {
+  /** Report the current count (and an optional detail; with a total, a bar). Cheap to call often. */
+  update(done: number, detail = '', total?: number): void {
     if (this.#quiet) return;
     const now = Date.now();
     const elapsed = now - this.#started;
     if (elapsed < 1000 || now - this.#lastPrint < (this.#tty ? 200 : 5000)) return;
     this.#lastPrint = now;
     const rate = Math.round(done / (elapsed / 1000));
-    const text = `${this.#label}: ${done.toLocaleString('en-US')} records, ${rate.toLocaleString('en-US')}/s${detail ? `, ${detail}` : ''} (${(elapsed / 1000).toFixed(1)} s)`;
+    const bar = total === undefined || total <= 0 ? '' : `${progressBar(done / total)} `;
+    const text = `${this.#label}: ${bar}${done.toLocaleString('en-US')}${total === undefined ? '' : ` of ${total.toLocaleString('en-US')}`} records, ${rate.toLocaleString('en-US')}/s${detail ? `, ${detail}` : ''} (${(elapsed / 1000).toFixed(1)} s)`;
     if (this.#tty) process.stderr.write(`\r\u001b[2K${text}`);
     else process.stderr.write(`${text}\n`);
     this.#printed = true;
@@ -33,4 +34,12 @@ export class Progress {
   done(): void {
     if (this.#printed && this.#tty) process.stderr.write('\n');
   }
+}
+
+/** `[#########-----------]  45%` */
+function progressBar(fraction: number): string {
+  const f = Math.min(1, Math.max(0, fraction));
+  const width = 20;
+  const full = Math.round(f * width);
+  return `[${'#'.repeat(full)}${'-'.repeat(width - full)}] ${String(Math.floor(f * 100)).padStart(3)}%`;
 }

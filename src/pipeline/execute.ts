@@ -402,6 +402,9 @@ async function drive(c: DriveContext): Promise<PipelineResult> {
         if (cp?.due() === true) await cp.close('COMPLETE', null, true);
         continue;
       }
+      // A due checkpoint closes when the next record arrives (or the source ends, or idles), so
+      // that the last one of a finite source is never left empty.
+      if (cp?.due() === true) await cp.close('COMPLETE', null, true);
       const record = item;
       count++;
       const origin = streamId === undefined ? undefined : { streamId, offset: record.offset };
@@ -453,10 +456,7 @@ async function drive(c: DriveContext): Promise<PipelineResult> {
         outputs++;
         if (sink !== undefined) await sink.write((value as CanonicalValue).value, record.offset);
       }
-      if (cp !== undefined) {
-        cp.noteRecord(record.offset, encoded);
-        if (cp.due()) await cp.close('COMPLETE', null, true);
-      }
+      cp?.noteRecord(record.offset, encoded);
       if (options.onProgress && count % every === 0) options.onProgress(progress());
     }
     if (cp !== undefined) await cp.close('COMPLETE', null, false);

@@ -27,7 +27,7 @@ const store = await openStore(storeDir);
 const pipeline = await loadPipelineFile(pipelineFile);
 process.stdout.write('ready\\n');
 for (;;) {
-  await runPipeline(store, pipeline.definition, readRecords(input), { baseDir: pipeline.baseDir, streamId: 'crash' });
+  await runPipeline(store, pipeline.definition, readRecords(input), { baseDir: pipeline.baseDir, streamId: 'crash', checkpoint: { everyRecords: 500 } });
 }
 `,
   );

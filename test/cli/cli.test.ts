@@ -264,7 +264,7 @@ describe('run', () => {
   it('run needs exactly one of --input and --stream', async () => {
     const r = await cli(['run', PIPELINE, '--store', join(dir, 'neither-store')]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain('either --input <file> or --stream <id>');
+    expect(r.stderr).toContain('exactly one of --input <file>, --stream <id> or --jetstream <stream>');
   });
 
   it('a missing input file → exit 2, and no store or run is created for the typo', async () => {

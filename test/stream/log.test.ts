@@ -5,6 +5,7 @@
  */
 import { join } from 'node:path';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { SCHEMA_VERSION } from '../../src/store/sqlite/migrations.js';
 import { UnhashableValueError } from '../../src/errors.js';
 import { hashValue } from '../../src/hash/canonical.js';
 import { loadPipelineFile } from '../../src/pipeline/load.js';
@@ -124,15 +125,15 @@ describe('embedded stream log', () => {
 
   it('a store made before the stream log existed is migrated when opened', async () => {
     await store.close();
-    // Take the store back to schema 1: no stream_log table, migration 2 not applied.
+    // Take the store back to schema 1: no stream_log or checkpoint tables, migrations 2 and up not applied.
     withRawDb(dir, (db) => {
-      db.exec('DROP TABLE stream_log; DELETE FROM schema_migrations WHERE version = 2');
+      db.exec('DROP TABLE stream_log; DROP TABLE checkpoint_ends; DROP TABLE checkpoints; DELETE FROM schema_migrations WHERE version >= 2');
     });
     store = await openStore(dir);
     await appendRecords(store, 'later', [{ n: 1 }]);
     expect((await store.getStream('later'))?.length).toBe(1);
     withRawDb(dir, (db) => {
-      expect((db.prepare('SELECT max(version) AS v FROM schema_migrations').get() as { v: number }).v).toBe(2);
+      expect((db.prepare('SELECT max(version) AS v FROM schema_migrations').get() as { v: number }).v).toBe(SCHEMA_VERSION);
     });
   });
 });
