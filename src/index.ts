@@ -45,9 +45,23 @@ export { loadStep, type LoadedStep, type StepContext, type StepFunction } from '
 export { prepareStep } from './step/register.js';
 export { buildStepArtifact, type StepSource } from './step/bundle.js';
 export { definePipeline, type PipelineDefinition, type PipelineStep } from './pipeline/define.js';
-export { runPipeline, type RunPipelineOptions, type PipelineResult, type PipelineProgress, type SourceRecord } from './pipeline/execute.js';
+export {
+  runPipeline,
+  resumePipeline,
+  openSource,
+  type RunPipelineOptions,
+  type ResumePipelineOptions,
+  type PipelineResult,
+  type PipelineProgress,
+} from './pipeline/execute.js';
+export type { SourceRecord, RecordSource, SourceSpec, SourceReadOptions, MalformedInfo, IdleTick } from './sources/source.js';
+export { type CheckpointPolicy, DEFAULT_CHECKPOINT_POLICY } from './checkpoint/checkpointer.js';
+export { NdjsonFileSink, functionSink, type Sink } from './checkpoint/sink.js';
+export { runChain, findCheckpoint, checkpointRange, type CheckpointRange } from './checkpoint/chain.js';
+export { replay, type ReplayOptions, type ReplayResult, type ReplayDivergence, type ReplayCause, type ReplayProgress } from './replay/range.js';
+export { DECODE_STEP_ID } from './sources/decode-step.js';
 export { loadPipelineFile, type LoadedPipeline } from './pipeline/load.js';
-export { readRecords, valuesOf, formatOf, type FileFormat, type ReadRecordsOptions } from './sources/files.js';
+export { readRecords, valuesOf, formatOf, FileSource, type FileFormat, type ReadRecordsOptions } from './sources/files.js';
 export { PROVENANT_VERSION } from './version.js';
 export {
   withTape,
@@ -62,4 +76,4 @@ export {
 } from './step/determinism.js';
 export type { FetchRecord, FetchRequestRecord, FetchResponseRecord, FetchErrorRecord, FetchOutcome } from './step/fetch.js';
 export { reexecute, type ReexecutionResult, type DivergenceCause } from './replay/execution.js';
-export { appendRecords, readLog, type AppendRecordsOptions, type ReadLogOptions } from './stream/log.js';
+export { appendRecords, readLog, LogSource, type AppendRecordsOptions, type ReadLogOptions } from './stream/log.js';

@@ -265,15 +265,17 @@ export class Run {
   /**
    * Commit everything buffered together with a checkpoint transition (and the values it refers
    * to: state snapshot, pipeline, input slice) in one transaction. Returns once the batch is handed
-   * to the store; waits only for backpressure. {@link flush} waits until it is durable.
+   * to the store (waiting only for backpressure), with `durable`, which resolves when it is committed.
    */
-  async commitCheckpoint(transition: CheckpointTransition, values: readonly ValueWrite[] = []): Promise<void> {
+  async commitCheckpoint(transition: CheckpointTransition, values: readonly ValueWrite[] = []): Promise<{ durable: Promise<void> }> {
     if (this.#ended) throw new ProvenantError('RUN_CLOSED', `run ${this.id} has finished`, { context: { runId: this.id } });
     if (this.#commitError !== undefined) throw this.#commitError;
     for (const v of values) this.#batch.addValue(v);
-    this.#commit(transition, true);
+    const durable = this.#commit(transition, true);
+    durable.catch(() => undefined);
     while (this.#inFlight.length > MAX_BATCHES_IN_FLIGHT) await this.#inFlight.shift();
     if (this.#commitError !== undefined) throw this.#commitError;
+    return { durable };
   }
 
   /** Build, store and register the current code of a step, and load that stored artifact to run. */
@@ -532,8 +534,8 @@ export class Run {
   }
 
   /** Hand the buffers to the store; commits run one after another. */
-  #commit(checkpoint?: CheckpointTransition, always = false): void {
-    if (this.#batch.executionCount === 0 && !always) return;
+  #commit(checkpoint?: CheckpointTransition, always = false): Promise<void> {
+    if (this.#batch.executionCount === 0 && !always) return this.#commits;
     const batch = this.#batch;
     this.#pending = { executions: 0, failed: 0, deadLettered: 0, firstExecutionId: null, lastExecutionId: null };
     this.#batch = this.store.newBatch();
@@ -541,10 +543,9 @@ export class Run {
     // Context and params values ride along with the first batch that needs them after a commit.
     this.#lastContext = undefined;
     this.#batchNumber++;
-    this.#commits = this.#commits.then(
-      () => this.store.commitBatch(batch, checkpoint),
-      () => undefined,
-    );
+    // After a failed commit nothing more is committed (no gap in history): the failure propagates.
+    const committed = this.#commits.then(() => this.store.commitBatch(batch, checkpoint));
+    this.#commits = committed;
     this.#inFlight.push(this.#commits.catch(() => undefined));
     this.#commits.catch((err: unknown) => {
       this.#commitError ??= new ProvenantError('STORE_BUSY', `run ${this.id}: recording executions failed: ${errorMessage(err)}`, {
@@ -553,6 +554,7 @@ export class Run {
         cause: err,
       });
     });
+    return committed;
   }
 
   async #commitAndWait(): Promise<void> {

@@ -41,7 +41,7 @@ export interface CheckpointerOptions {
   readonly sink: Sink | undefined;
   /** Keep each checkpoint's input slice (offsets and record hashes) as a value. */
   readonly keepInput: boolean;
-  /** Called after each checkpoint is handed to the store. */
+  /** Called once each checkpoint is committed (durable). */
   readonly onCheckpoint?: ((end: CheckpointEnd) => void) | undefined;
 }
 
@@ -142,10 +142,11 @@ export class Checkpointer {
       reason,
     };
     const begin = continuing ? Checkpointer.begin(o.run.id, o.streamId, this.#id, end.endOffset, o.pipelineHash) : undefined;
-    await o.run.commitCheckpoint(begin === undefined ? { end } : { end, begin }, values);
+    const { durable } = await o.run.commitCheckpoint(begin === undefined ? { end } : { end, begin }, values);
     this.#closed++;
     this.#lastEnded = this.#id;
-    o.onCheckpoint?.(end);
+    const notify = o.onCheckpoint;
+    if (notify !== undefined) void durable.then(() => notify(end), () => undefined);
     if (begin !== undefined) {
       this.#id = begin.checkpointId;
       this.#start = begin.startOffset;
