@@ -47,7 +47,10 @@ describe('README', () => {
       env: { ...process.env, PROVENANT_STORE: store },
       timeout: 120_000,
     });
-    expect(stdout).toContain('20,000 records → 20,000 outputs; 40,000 executions');
+    expect(stdout).toContain('20,000 records → 20,000 outputs; 60,000 executions');
+    expect(stdout).toContain('2 checkpoints');
+    expect(stdout).toMatch(/Replayed its 2 checkpoints with the recorded code: 60,000 executions, 60,000 matched, 0 diverged/);
+    expect(stdout).toMatch(/routeStats\s+sha256:[0-9a-f]{12}\s+20,000\s+0/);
     expect(stdout).toMatch(/normalize\s+sha256:[0-9a-f]{12}\s+20,000\s+0/);
     expect(stdout).toMatch(/classify\s+sha256:[0-9a-f]{12}\s+20,000\s+0/);
     // The summary is true: the store holds what it says.
@@ -56,6 +59,7 @@ describe('README', () => {
     expect(list.map((s) => [s.stepId, s.versions[0]?.executions])).toEqual([
       ['classify', 20000],
       ['normalize', 20000],
+      ['routeStats', 20000],
     ]);
   }, 180_000);
 

@@ -18,6 +18,8 @@ import { readRecords } from '../sources/files.js';
 import { vegaDatasetPath } from '../sources/datasets.js';
 import { SqliteStore } from '../store/sqlite/sqlite-store.js';
 import { startRun } from '../capture/run.js';
+import { replay } from '../replay/range.js';
+import { appendRecords, LogSource } from '../stream/log.js';
 import type { LoadedStep, StepContext } from '../step/runtime.js';
 import type { JsonValue } from '../hash/canonical.js';
 
@@ -55,14 +57,18 @@ function metadataBytes(store: SqliteStore): { metadata: number; blobs: number } 
   return { metadata, blobs };
 }
 
-/** Capture through the real path: runPipeline with the example flights pipeline. */
+/**
+ * Capture through the real path: runPipeline with the example flights pipeline's first two
+ * (stateless) steps, normalize and classify, as in every earlier figure; no checkpoints.
+ */
 async function benchCapture(records: SourceRecord[]) {
-  const pipeline = await loadPipelineFile(join(repo, 'examples', 'flights', 'pipeline.ts'));
+  const loaded = await loadPipelineFile(join(repo, 'examples', 'flights', 'pipeline.ts'));
+  const pipeline = { ...loaded, definition: { ...loaded.definition, steps: loaded.definition.steps.slice(0, 2) } };
   const { dir, store } = tempStore('capture');
   const before = metadataBytes(store);
   const fileBefore = statSync(store.databasePath).size;
   const t0 = performance.now();
-  const result = await runPipeline(store, pipeline.definition, records, { baseDir: pipeline.baseDir, streamId: 'bench' });
+  const result = await runPipeline(store, pipeline.definition, records, { baseDir: pipeline.baseDir, streamId: 'bench', checkpoint: false });
   const seconds = (performance.now() - t0) / 1000;
   const after = metadataBytes(store);
   const fileAfter = statSync(store.databasePath).size;
@@ -166,6 +172,50 @@ async function benchFloor(records: SourceRecord[], steps: LoadedStep[], params: 
   return { executions, seconds };
 }
 
+/** A fresh store whose embedded stream `flights` holds the records (appended untimed). */
+async function streamStore(label: string, records: SourceRecord[]): Promise<{ dir: string; store: SqliteStore }> {
+  const t = tempStore(label);
+  await appendRecords(t.store, 'flights', records.map((r) => r.value), { batchSize: 5000 });
+  return t;
+}
+
+/**
+ * Streams: the whole example pipeline (normalize, classify, and the stateful routeStats) over
+ * an embedded stream, with checkpoints every 10,000 records and without; then a verified replay
+ * of the checkpointed run. Capture runs alternate (with, without, with, without), each in a fresh
+ * store, and the means are reported.
+ */
+async function benchStream(records: SourceRecord[], rounds: number) {
+  const pipeline = await loadPipelineFile(join(repo, 'examples', 'flights', 'pipeline.ts'));
+  const withCp: number[] = [];
+  const withoutCp: number[] = [];
+  const replays: number[] = [];
+  let checkpoints = 0;
+  for (let round = 0; round < rounds; round++) {
+    for (const checkpointed of [true, false]) {
+      const { dir, store } = await streamStore(checkpointed ? 'stream-cp' : 'stream-nocp', records);
+      const t0 = performance.now();
+      const result = await runPipeline(store, pipeline.definition, new LogSource(store, 'flights'), {
+        baseDir: pipeline.baseDir,
+        checkpoint: checkpointed ? { everyRecords: 10_000, intervalMs: 3_600_000 } : false,
+      });
+      const rate = result.records / ((performance.now() - t0) / 1000);
+      (checkpointed ? withCp : withoutCp).push(rate);
+      if (checkpointed) {
+        checkpoints = result.checkpoints;
+        const r0 = performance.now();
+        const r = await replay(store, { streamId: 'flights', runId: result.runId });
+        if (r.diverged !== 0) throw new Error(`bench replay diverged: ${JSON.stringify(r.firstDivergence)}`);
+        replays.push(r.records / ((performance.now() - r0) / 1000));
+      }
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
+  return { withCp: mean(withCp), withoutCp: mean(withoutCp), replay: mean(replays), checkpoints, all: { withCp, withoutCp, replays } };
+}
+
 async function main(): Promise<void> {
   const n = Number(process.env.BENCH_RECORDS ?? 100_000);
   const outFile = resolve(process.env.BENCH_OUT ?? join(repo, 'bench', 'results', 'latest.json'));
@@ -179,10 +229,16 @@ async function main(): Promise<void> {
   await benchBare(warm, w.steps, w.params);
   await benchFloor(warm, w.steps, w.params);
 
+  const warmStream = await benchStream(warm, 1);
+  void warmStream;
+
   process.stderr.write('Measuring capture, bare calls and the floor…\n');
   const capture = await benchCapture(records);
   const bare = await benchBare(records, capture.steps, capture.params);
   const floor = await benchFloor(records, capture.steps, capture.params);
+
+  process.stderr.write('Measuring stream capture with and without checkpoints, and verified replay…\n');
+  const stream = await benchStream(records, 2);
 
   const captureRate = capture.executions / capture.seconds;
   const bareRate = bare.executions / bare.seconds;
@@ -204,6 +260,40 @@ async function main(): Promise<void> {
       extra: `SQLite pages of every table and index except blobs (dbstat), per execution; whole file incl. inline blobs: ${Math.round(capture.filePerExecution)} B/execution`,
     },
   ];
+  const streamCommon = `${n} flights-3m.parquet records from an embedded stream through the example pipeline (normalize, classify, stateful routeStats)`;
+  const runs = (xs: number[]): string => xs.map((x) => Math.round(x)).join(', ');
+  results.push(
+    {
+      name: 'stream.capture_records_per_s',
+      unit: 'records/s',
+      value: Math.round(stream.withCp),
+      extra: `${streamCommon}; checkpoints every 10,000 records (${stream.checkpoints} per run), state snapshots included; mean of runs ${runs(stream.all.withCp)}`,
+    },
+    {
+      name: 'stream.capture_no_checkpoint_records_per_s',
+      unit: 'records/s',
+      value: Math.round(stream.withoutCp),
+      extra: `${streamCommon}; no checkpoints (batches committed by size and time); mean of runs ${runs(stream.all.withoutCp)}`,
+    },
+    {
+      name: 'checkpoint.overhead_pct',
+      unit: '%',
+      value: round((stream.withoutCp / stream.withCp - 1) * 100),
+      extra: 'time per record with checkpoints over without, minus 1 (target < 5%; negative: checkpointed runs were faster)',
+    },
+    {
+      name: 'replay.verify_records_per_s',
+      unit: 'records/s',
+      value: Math.round(stream.replay),
+      extra: `verified replay of the checkpointed run: recorded versions from stored artifacts, records read again from the stream, every output hash and state snapshot compared; mean of runs ${runs(stream.all.replays)}`,
+    },
+    {
+      name: 'replay.verify_vs_capture_ratio',
+      unit: 'x',
+      value: round(stream.replay / stream.withCp),
+      extra: 'replay.verify_records_per_s / stream.capture_records_per_s (target >= 0.8)',
+    },
+  );
   mkdirSync(dirname(outFile), { recursive: true });
   writeFileSync(outFile, `${JSON.stringify(results, null, 2)}\n`);
   const width = Math.max(...results.map((r) => r.name.length));

@@ -154,7 +154,10 @@ function stopSignal(follow: boolean | undefined): AbortSignal | undefined {
   return controller.signal;
 }
 
-async function runCommand(pipelineFile: string | undefined, opts: RunOpts, label = 'run'): Promise<void> {
+/** Work done after a run, inside the same store session (the demo's replay): JSON to merge, text to print. */
+type AfterRun = (store: Store, result: PipelineResult) => Promise<{ json: Record<string, unknown>; text: string } | undefined>;
+
+async function runCommand(pipelineFile: string | undefined, opts: RunOpts, label = 'run', after?: AfterRun): Promise<void> {
   const resumeId = typeof opts.resume === 'string' ? opts.resume : undefined;
   if (resumeId === undefined) checkOneSource(opts);
   const loaded = pipelineFile === undefined ? undefined : await loadPipelineFile(pipelineFile);
@@ -214,10 +217,11 @@ async function runCommand(pipelineFile: string | undefined, opts: RunOpts, label
       }
     }
     progress.done();
+    const extra = after === undefined ? undefined : await after(store, r);
     const stats = await store.stats();
-    return { ...r, store: store.location, storeStats: stats };
+    return { result: { ...r, ...(extra?.json ?? {}), store: store.location, storeStats: stats }, text: extra?.text };
   });
-  print(opts.json === true, result, () => runSummaryText(result));
+  print(opts.json === true, result.result, () => runSummaryText(result.result) + (result.text === undefined ? '' : `\n\n${result.text}`));
 }
 
 /** The latest capture run of a pipeline over a stream that has not ended, if any. */
@@ -351,7 +355,24 @@ export function buildProgram(): Command {
       .option('--input <file>', 'another input file (default: vega-datasets flights-20k.json)'),
   ).action(async (opts: Omit<RunOpts, 'input'> & { input?: string }) => {
     const pipeline = fileURLToPath(new URL('../../examples/flights/pipeline.ts', import.meta.url));
-    await runCommand(pipeline, { ...opts, input: opts.input ?? vegaDatasetPath('flights-20k.json') }, 'demo');
+    // After recording, replay every checkpoint with the recorded code and verify every output hash.
+    const verify: AfterRun = async (store, r) => {
+      if (r.checkpoints === 0 || r.status !== 'completed') return undefined;
+      const progress = new Progress('demo replay', opts.quiet === true || opts.json === true);
+      const rp = await replay(store, {
+        streamId: (await store.getCheckpoint(r.lastCheckpointId as string))?.streamId as string,
+        runId: r.runId,
+        context: { source: 'cli' },
+        onProgress: (p) => progress.update(p.records, `${count(p.diverged)} diverged`, p.totalRecords),
+      });
+      progress.done();
+      const text = [
+        `${rp.diverged === 0 ? paint('green', 'Replayed') : paint('red', 'Replayed')} its ${count(rp.checkpoints)} checkpoints with the recorded code: ${count(rp.executions)} executions, ${count(rp.matched)} matched, ${count(rp.diverged)} diverged (${count(Math.round((rp.records / Math.max(rp.durationMs, 1)) * 1000))} records/s)`,
+        `  Try: provenant checkpoints --run ${r.runId}   ·   provenant replay --stream ${rp.streamId} --from <checkpoint> --verify`,
+      ].join('\n');
+      return { json: { replay: rp }, text };
+    };
+    await runCommand(pipeline, { ...opts, input: opts.input ?? vegaDatasetPath('flights-20k.json') }, 'demo', verify);
   });
 
   const stream = program.command('stream').description('embedded stream logs: append-only, offset-addressed records');

@@ -96,12 +96,13 @@ describe('demo store: init, demo, and the listing commands', () => {
     expect(again.stdout).toContain(`Store ready at ${store}`);
   });
 
-  it('demo --limit 300 records 300 flights through both steps', async () => {
+  it('demo --limit 300 records 300 flights through the three steps', async () => {
     demo = await cliJson<RunJson>(['demo', '--store', store, '--limit', '300', '--json']);
-    expect(demo).toMatchObject({ status: 'completed', records: 300, outputs: 300, executions: 600, failed: 0, deadLettered: 0 });
+    expect(demo).toMatchObject({ status: 'completed', records: 300, outputs: 300, executions: 900, failed: 0, deadLettered: 0 });
     expect(demo.steps.normalize?.executions).toBe(300);
     expect(demo.steps.classify?.executions).toBe(300);
-    expect(demo.storeStats.executions).toBe(600);
+    expect(demo.steps.routeStats?.executions).toBe(300);
+    expect(demo.storeStats.executions).toBe(900);
   });
 
   it('executions --step normalize lists them (50 by default, with the total)', async () => {
@@ -161,27 +162,29 @@ describe('demo store: init, demo, and the listing commands', () => {
     expect(human.stdout).toContain(`reproduced  execution ${id}`);
   });
 
-  it('steps lists normalize and classify, each with one version and 300 executions', async () => {
+  it('steps lists normalize, classify and routeStats, each with one version and 300 executions', async () => {
     const steps = await cliJson<StepSummary[]>(['steps', '--store', store, '--json']);
-    expect(steps.map((s) => s.stepId).sort()).toEqual(['classify', 'normalize']);
+    expect(steps.map((s) => s.stepId).sort()).toEqual(['classify', 'normalize', 'routeStats']);
     for (const s of steps) {
       expect(s.versions).toHaveLength(1);
       expect(s.versions[0]).toMatchObject({ versionHash: demo.versions[s.stepId], executions: 300, failed: 0, firstRunId: demo.runId });
     }
   });
 
-  it('runs lists the demo run, ended', async () => {
+  it('runs lists the demo run and its verifying replay, newest first, both ended', async () => {
     const runs = await cliJson<RunInfo[]>(['runs', '--store', store, '--json']);
-    expect(runs).toHaveLength(1);
-    expect(runs[0]).toMatchObject({ id: demo.runId, kind: 'capture', name: 'flights', failurePolicy: 'dead-letter', context: { source: 'cli' } });
-    expect(runs[0]?.end).toMatchObject({ status: 'completed', summary: { executions: 600, failed: 0 } });
+    expect(runs).toHaveLength(2);
+    expect(runs[1]).toMatchObject({ id: demo.runId, kind: 'capture', name: 'flights', failurePolicy: 'dead-letter', context: { source: 'cli' } });
+    expect(runs[1]?.end).toMatchObject({ status: 'completed', summary: { executions: 900, failed: 0 } });
+    expect(runs[0]).toMatchObject({ kind: 'replay', name: 'replay of flights', options: { replayOf: demo.runId, verify: true } });
+    expect(runs[0]?.end).toMatchObject({ status: 'completed', summary: { executions: 900, matched: 900, diverged: 0 } });
     const human = await cli(['runs', '--store', store]);
-    expect(human.stdout).toMatch(new RegExp(`${demo.runId}\\s+capture\\s+flights\\s+\\S+\\s+completed\\s+600`));
+    expect(human.stdout).toMatch(new RegExp(`${demo.runId}\\s+capture\\s+flights\\s+\\S+\\s+completed\\s+900`));
   });
 
   it('PROVENANT_STORE names the store when --store is not given', async () => {
     const list = await cliJson<{ total: number }>(['executions', '--json'], { PROVENANT_STORE: store });
-    expect(list.total).toBe(600);
+    expect(list.total).toBe(900);
   });
 });
 
@@ -200,7 +203,7 @@ describe('run', () => {
   it('records an NDJSON input; a bad record is dead-lettered (the pipeline says so) and the rest go on', async () => {
     const out = join(dir, 'out.ndjson');
     fromNdjson = await cliJson<RunJson>(['run', PIPELINE, '--input', ndjson, '--store', store, '--output', out, '--principal', 'alice', '--json']);
-    expect(fromNdjson).toMatchObject({ status: 'completed', records: 5, outputs: 4, executions: 9, failed: 1, deadLettered: 1 });
+    expect(fromNdjson).toMatchObject({ status: 'completed', records: 5, outputs: 4, executions: 13, failed: 1, deadLettered: 1 });
     const outputs = readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { route: string; delayClass: string; longHaul: boolean });
     expect(outputs.map((o) => o.delayClass)).toEqual(EXPECTED_CLASSES);
     expect(outputs.map((o) => o.route)).toEqual(VALID.map((f) => `${f.origin}-${f.destination}`));
@@ -218,7 +221,7 @@ describe('run', () => {
 
   it('records a CSV input; the same records give the same recorded values and the same step versions', async () => {
     const fromCsv = await cliJson<RunJson>(['run', PIPELINE, '--input', csv, '--store', store, '--json']);
-    expect(fromCsv).toMatchObject({ status: 'completed', records: 4, outputs: 4, executions: 8, failed: 0 });
+    expect(fromCsv).toMatchObject({ status: 'completed', records: 4, outputs: 4, executions: 12, failed: 0 });
     expect(fromCsv.versions).toEqual(fromNdjson.versions);
 
     const outputsOf = async (runId: string): Promise<string[]> => {

@@ -117,7 +117,7 @@ describe('embedded stream log', () => {
       baseDir: pipeline.baseDir,
       streamId: 'flights',
     });
-    expect(result).toMatchObject({ records: 20, executions: 40, failed: 0 });
+    expect(result).toMatchObject({ records: 20, executions: 60, failed: 0 });
     const executions = await store.listExecutions({ runId: result.runId, stepId: 'normalize', limit: 100 });
     expect(executions.map((e) => [e.streamId, e.offset])).toEqual(Array.from({ length: 20 }, (_, i) => ['flights', 10 + i]));
     expect(executions[0]?.inputHashes[0]).toBe(hashValue(flights[10]?.value));
