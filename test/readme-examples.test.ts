@@ -32,6 +32,7 @@ beforeAll(async () => {
 afterAll(() => {
   rmSync(temp, { recursive: true, force: true });
   rmSync(join(REPO_ROOT, '.provenant-readme'), { recursive: true, force: true });
+  rmSync(join(REPO_ROOT, '.provenant-readme-stream'), { recursive: true, force: true });
 });
 
 describe('README', () => {
@@ -64,11 +65,28 @@ describe('README', () => {
   }, 180_000);
 
   it('the library example runs and prints what it says', async () => {
-    const { lang, code } = example('library');
+    const stdout = await runExample('library');
+    const lines = stdout.trim().split('\n');
+    expect(lines.at(-1)).toBe('true');
+    expect(stdout).toContain("route: 'SAN-SMF'");
+    expect(stdout).toMatch(/} 1 alice$/m);
+  }, 120_000);
+
+  it('the streams example runs: checkpoints, a sink, a verified replay', async () => {
+    rmSync(join(REPO_ROOT, '.provenant-readme-stream'), { recursive: true, force: true });
+    const stdout = await runExample('library-stream');
+    expect(stdout.trim().split('\n')).toEqual(['2000 4', 'true null']);
+    expect(readFileSync(join(REPO_ROOT, '.provenant-readme-stream', 'out.ndjson'), 'utf8').trim().split('\n')).toHaveLength(2000);
+  }, 120_000);
+});
+
+/** Bundle a README example with esbuild (`provenant` resolved to the built package) and run it from the repository root. */
+async function runExample(name: string): Promise<string> {
+    const { lang, code } = example(name);
     expect(lang).toBe('ts');
-    const entry = join(temp, 'example.ts');
+    const entry = join(temp, `${name}.ts`);
     writeFileSync(entry, code);
-    const out = join(temp, 'example.mjs');
+    const out = join(temp, `${name}.mjs`);
     await build({
       entryPoints: [entry],
       bundle: true,
@@ -87,9 +105,5 @@ describe('README', () => {
       ],
     });
     const { stdout } = await run('node', [out], { cwd: REPO_ROOT, timeout: 60_000 });
-    const lines = stdout.trim().split('\n');
-    expect(lines.at(-1)).toBe('true');
-    expect(stdout).toContain("route: 'SAN-SMF'");
-    expect(stdout).toMatch(/} 1 alice$/m);
-  }, 120_000);
-});
+    return stdout;
+}

@@ -26,7 +26,7 @@ import { makeTempDir } from '../helpers/temp.js';
 
 const project = makeTempDir();
 const N = 1000;
-let flights: unknown[] = [];
+const flights: unknown[] = [];
 
 const pipeline: PipelineDefinition = {
   name: 'replayable',
