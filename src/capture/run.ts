@@ -252,7 +252,7 @@ export class Run {
     this.#checkpointed = options.checkpointed ?? false;
     if (!this.#checkpointed) {
       const interval = options.flushIntervalMs ?? 200;
-      this.#timer = setInterval(() => this.#commit(), interval);
+      this.#timer = setInterval(() => void this.#commit(), interval);
       this.#timer.unref();
     }
   }
@@ -528,7 +528,7 @@ export class Run {
    * only when more than {@link MAX_BATCHES_IN_FLIGHT} batches are still being committed.
    */
   async #commitWithBackpressure(): Promise<void> {
-    this.#commit();
+    void this.#commit();
     while (this.#inFlight.length > MAX_BATCHES_IN_FLIGHT) await this.#inFlight.shift();
     if (this.#commitError !== undefined) throw this.#commitError;
   }
@@ -558,7 +558,7 @@ export class Run {
   }
 
   async #commitAndWait(): Promise<void> {
-    this.#commit();
+    void this.#commit();
     await this.#commits.catch(() => undefined);
     this.#inFlight = [];
     if (this.#commitError !== undefined) throw this.#commitError;
