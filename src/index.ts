@@ -48,6 +48,17 @@ export { definePipeline, type PipelineDefinition, type PipelineStep } from './pi
 export { runPipeline, type RunPipelineOptions, type PipelineResult, type PipelineProgress, type SourceRecord } from './pipeline/execute.js';
 export { loadPipelineFile, type LoadedPipeline } from './pipeline/load.js';
 export { readRecords, valuesOf, formatOf, type FileFormat, type ReadRecordsOptions } from './sources/files.js';
+export {
+  openJetStreamSource,
+  publishRecords,
+  type JetStreamSource,
+  type JetStreamSourceOptions,
+  type JetStreamLocation,
+  type JetStreamBounds,
+  type PublishTarget,
+  type PublishRecordsOptions,
+  type PublishResult,
+} from './sources/jetstream.js';
 export { PROVENANT_VERSION } from './version.js';
 export {
   withTape,
