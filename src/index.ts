@@ -62,6 +62,17 @@ export { replay, type ReplayOptions, type ReplayResult, type ReplayDivergence, t
 export { DECODE_STEP_ID } from './sources/decode-step.js';
 export { loadPipelineFile, type LoadedPipeline } from './pipeline/load.js';
 export { readRecords, valuesOf, formatOf, FileSource, type FileFormat, type ReadRecordsOptions } from './sources/files.js';
+export {
+  openJetStreamSource,
+  publishRecords,
+  type JetStreamSource,
+  type JetStreamSourceOptions,
+  type JetStreamLocation,
+  type JetStreamBounds,
+  type PublishTarget,
+  type PublishRecordsOptions,
+  type PublishResult,
+} from './sources/jetstream.js';
 export { PROVENANT_VERSION } from './version.js';
 export {
   withTape,

@@ -400,6 +400,34 @@ export function buildProgram(): Command {
       });
     });
   stream
+    .command('publish')
+    .description('publish the records of a file (.json, .ndjson, .csv, .parquet) to a NATS JetStream stream, in order, one message each')
+    .argument('<stream>', 'JetStream stream name, e.g. FLIGHTS')
+    .argument('<file>', 'records to publish')
+    .option('--nats <url>', 'NATS server (default nats://127.0.0.1:4222, or PROVENANT_NATS)')
+    .option('--subject <subject>', 'subject to publish on (default: the stream\'s only subject)')
+    .option('--create', 'create the stream when it does not exist')
+    .option('--limit <n>', 'publish at most n records', positiveInt('--limit'))
+    .option('--quiet', 'no progress output')
+    .option('--json', 'machine-readable output')
+    .action(async (name: string, file: string, opts: { nats?: string; subject?: string; create?: boolean; limit?: number; quiet?: boolean; json?: boolean }) => {
+      formatOf(file);
+      if (!existsSync(file)) throw new ProvenantError('INPUT_INVALID', `input file ${resolve(file)} does not exist`, { context: { file: resolve(file) } });
+      const { publishRecords } = await import('../sources/jetstream.js');
+      const progress = new Progress(`publish to ${name}`, opts.quiet === true || opts.json === true);
+      const servers = opts.nats ?? DEFAULT_NATS;
+      const r = await publishRecords(
+        { servers, stream: name, ...(opts.subject === undefined ? {} : { subject: opts.subject }), ...(opts.create === true ? { create: true } : {}) },
+        valuesOf(readRecords(file, opts.limit === undefined ? {} : { limit: opts.limit })),
+        { onProgress: (n) => progress.update(n) },
+      );
+      progress.done();
+      print(opts.json === true, { stream: name, servers, ...r }, () =>
+        `Published ${count(r.published)} records to JetStream stream ${name} on ${servers}: sequences ${count(r.first)} to ${count(r.next - 1)}.\n` +
+        `  Run a pipeline over it: provenant run <pipeline> --jetstream ${name}${opts.nats === undefined ? '' : ` --nats ${opts.nats}`}`,
+      );
+    });
+  stream
     .command('list')
     .description('list streams with their length and when they were last appended to')
     .addOption(storeOption())

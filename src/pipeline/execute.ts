@@ -364,8 +364,7 @@ export async function openSource(store: Store, spec: SourceSpec): Promise<Record
     case 'file':
       return new FileSource(spec.path, spec.format as FileFormat);
     case 'jetstream': {
-      const jetstream = '../sources/jetstream.js'; // TEMP until the JetStream source lands
-      const { openJetStreamSource } = (await import(jetstream)) as { openJetStreamSource: (o: object) => Promise<RecordSource> };
+      const { openJetStreamSource } = await import('../sources/jetstream.js');
       return openJetStreamSource({ servers: spec.servers, stream: spec.stream, ...(spec.subject === undefined ? {} : { subject: spec.subject }) });
     }
   }

@@ -335,7 +335,7 @@ describe('errors and help', () => {
   });
 
   it('--help works for every command and mentions --store', async () => {
-    const commands = ['init', 'run', 'demo', 'executions', 'show', 'steps', 'runs'];
+    const commands = ['init', 'run', 'demo', 'executions', 'show', 'steps', 'runs', 'checkpoints', 'replay', 'reexecute'];
     const results = await Promise.all(commands.map((c) => cli([c, '--help'])));
     results.forEach((r, i) => {
       expect(r.code, commands[i]).toBe(0);
