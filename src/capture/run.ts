@@ -21,7 +21,7 @@ import type {
   RunStatus,
   ValueWrite,
 } from '../store/records.js';
-import type { ExecutionBatchBuilder, Store } from '../store/store.js';
+import { CHECKPOINT_INLINE_MAX, type ExecutionBatchBuilder, type Store } from '../store/store.js';
 import type { StepSource } from '../step/bundle.js';
 import { nondeterminismJson, RecordingTape, withTape } from '../step/determinism.js';
 import { prepareStep } from '../step/register.js';
@@ -262,6 +262,11 @@ export class Run {
     return { ...this.#pending };
   }
 
+  /** Executions buffered since the last commit (cheap; for per-record checks). */
+  get pendingExecutions(): number {
+    return this.#pending.executions;
+  }
+
   /**
    * Commit everything buffered together with a checkpoint transition (and the values it refers
    * to: state snapshot, pipeline, input slice) in one transaction. Returns once the batch is handed
@@ -270,7 +275,7 @@ export class Run {
   async commitCheckpoint(transition: CheckpointTransition, values: readonly ValueWrite[] = []): Promise<{ durable: Promise<void> }> {
     if (this.#ended) throw new ProvenantError('RUN_CLOSED', `run ${this.id} has finished`, { context: { runId: this.id } });
     if (this.#commitError !== undefined) throw this.#commitError;
-    for (const v of values) this.#batch.addValue(v);
+    for (const v of values) this.#batch.addValue(v, { inlineUpTo: CHECKPOINT_INLINE_MAX });
     const durable = this.#commit(transition, true);
     durable.catch(() => undefined);
     while (this.#inFlight.length > MAX_BATCHES_IN_FLIGHT) await this.#inFlight.shift();

@@ -104,7 +104,7 @@ export class Checkpointer {
   due(): boolean {
     if (this.#records === 0) return false;
     return (
-      this.#records >= this.#every || this.#o.run.pending.executions >= this.#maxExecutions || Date.now() - this.#openedMs >= this.#interval
+      this.#records >= this.#every || this.#o.run.pendingExecutions >= this.#maxExecutions || Date.now() - this.#openedMs >= this.#interval
     );
   }
 

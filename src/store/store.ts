@@ -52,7 +52,7 @@ export interface ExecutionBatchBuilder {
   /** Executions added so far. */
   readonly executionCount: number;
   /** Add a value that executions in this batch refer to (duplicates are skipped on commit). */
-  addValue(value: ValueWrite): void;
+  addValue(value: ValueWrite, options?: AddValueOptions): void;
   /**
    * Add an execution. Ids and hashes are validated no later than the commit: a malformed one
    * makes {@link Store.commitBatch} refuse the whole batch with INPUT_INVALID.
@@ -60,6 +60,19 @@ export interface ExecutionBatchBuilder {
   addExecution(execution: ExecutionWrite): void;
   /** Mark an execution already in this batch as dead-lettered. */
   addDeadLetter(executionId: string, reason: string): void;
+}
+
+/** Checkpoint values (state snapshots, input slices) up to this size commit inside the checkpoint's transaction. */
+export const CHECKPOINT_INLINE_MAX = 16 * 1024 * 1024;
+
+/** Where a batch keeps a value. */
+export interface AddValueOptions {
+  /**
+   * Keep the value inside the batch's transaction up to this size even when the store would put
+   * a value that large in a file (checkpoint state snapshots and input slices: metadata written
+   * once per checkpoint, atomic with it, with no separate fsync).
+   */
+  readonly inlineUpTo?: number;
 }
 
 /** Statistics for `provenant` summaries. */

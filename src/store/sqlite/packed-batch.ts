@@ -19,6 +19,7 @@
 import { ProvenantError } from '../../errors.js';
 import { executionRecordHash } from '../../hash/record-hash.js';
 import type { ValueEncoding } from '../../hash/canonical.js';
+import type { AddValueOptions } from '../store.js';
 import type { CheckpointTransition, ExecutionBatch, ExecutionContext, ExecutionWrite, ValueWrite } from '../records.js';
 
 /** The dictionary of strings a packed batch refers to by index. */
@@ -161,7 +162,21 @@ export class PackedBatchBuilder {
   #lastContext: ExecutionContext | undefined;
   #lastContextIndex = 0;
 
-  constructor(isFile: (size: number) => boolean, canonicalContext: (c: ExecutionContext) => string, hint?: PackedSizeHint) {
+  readonly #startWrite: ((v: ValueWrite) => Promise<void>) | undefined;
+  readonly #writes: Promise<void>[] = [];
+
+  /**
+   * @param startWrite when given, each file value is handed to it as soon as it is added, so that
+   * its (fsynced) write overlaps with capture instead of delaying the commit; {@link fileWrites}
+   * waits for them.
+   */
+  constructor(
+    isFile: (size: number) => boolean,
+    canonicalContext: (c: ExecutionContext) => string,
+    hint?: PackedSizeHint,
+    startWrite?: (v: ValueWrite) => Promise<void>,
+  ) {
+    this.#startWrite = startWrite;
     this.#isFile = isFile;
     this.#canonicalContext = canonicalContext;
     this.#values = new Writer(hint?.values ?? 64 * 1024);
@@ -173,14 +188,22 @@ export class PackedBatchBuilder {
     return this.#executionCount;
   }
 
+  /** The file writes started as values were added (see the constructor); all must succeed before the batch is applied. */
+  async fileWrites(): Promise<void> {
+    if (this.#startWrite === undefined) throw new TypeError('this batch was built without a file writer');
+    await Promise.all(this.#writes);
+  }
+
   /** Values to be written as files before the batch is applied. */
   get fileValues(): readonly ValueWrite[] {
     return this.#files;
   }
 
-  addValue(v: ValueWrite): void {
+  addValue(v: ValueWrite, options?: AddValueOptions): void {
     const w = this.#values;
-    if (v.text !== undefined && !this.#isFile(v.text.length * 3)) {
+    const inlineUpTo = options?.inlineUpTo;
+    const isFile = inlineUpTo === undefined ? this.#isFile : (size: number) => size > inlineUpTo;
+    if (v.text !== undefined && !isFile(v.text.length * 3)) {
       // Inline JSON text: write its UTF-8 straight into the batch, then the size before it.
       w.hash(v.hash, 'value hash');
       w.u8(LOCATION_INLINE);
@@ -195,11 +218,17 @@ export class PackedBatchBuilder {
     }
     w.hash(v.hash, 'value hash');
     const size = v.bytes.byteLength;
-    if (this.#isFile(size)) {
+    if (isFile(size)) {
       w.u8(LOCATION_FILE);
       w.u32(size);
       // A copy: the caller may reuse its buffer before the batch is committed.
-      this.#files.push({ hash: v.hash, bytes: Buffer.from(v.bytes) });
+      const copy = { hash: v.hash, bytes: Buffer.from(v.bytes) };
+      this.#files.push(copy);
+      if (this.#startWrite !== undefined) {
+        const write = this.#startWrite(copy);
+        write.catch(() => undefined); // awaited (and its failure reported) by fileWrites()
+        this.#writes.push(write);
+      }
     } else {
       w.u8(LOCATION_INLINE);
       w.u32(size);
@@ -283,8 +312,13 @@ export class PackedBatchBuilder {
 }
 
 /** Pack a whole batch at once (see {@link PackedBatchBuilder}). */
-export function packBatch(batch: ExecutionBatch, isFile: (size: number) => boolean, canonicalContext: (c: ExecutionContext) => string): PackedBatchBuilder {
-  const builder = new PackedBatchBuilder(isFile, canonicalContext);
+export function packBatch(
+  batch: ExecutionBatch,
+  isFile: (size: number) => boolean,
+  canonicalContext: (c: ExecutionContext) => string,
+  startWrite?: (v: ValueWrite) => Promise<void>,
+): PackedBatchBuilder {
+  const builder = new PackedBatchBuilder(isFile, canonicalContext, undefined, startWrite);
   for (const v of batch.values) builder.addValue(v);
   for (const e of batch.executions) builder.addExecution(e);
   for (const d of batch.deadLetters ?? []) builder.addDeadLetter(d.executionId, d.reason);

@@ -61,7 +61,7 @@ import type {
   StreamSummary,
   StreamValue,
 } from '../records.js';
-import type { BlobLocation, ExecutionBatchBuilder, Store, StoreCapabilities, StoreStats } from '../store.js';
+import { CHECKPOINT_INLINE_MAX, type BlobLocation, type ExecutionBatchBuilder, type Store, type StoreCapabilities, type StoreStats } from '../store.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
 
 /** Options of {@link SqliteStore.open}. */
@@ -337,11 +337,12 @@ export class SqliteStore implements Store {
 
   async appendExecutions(batch: ExecutionBatch): Promise<void> {
     if (batch.executions.length === 0 && batch.values.length === 0) return;
-    await this.commitBatch(packBatch(batch, this.#isFile, canonicalize));
+    await this.commitBatch(packBatch(batch, this.#isFile, canonicalize, (v) => this.#files.write(v.hash, v.bytes)));
   }
 
   newBatch(): PackedBatchBuilder {
-    return new PackedBatchBuilder(this.#isFile, canonicalize, this.#sizeHint);
+    // Large values start their durable file writes as soon as they are added (see commitBatch).
+    return new PackedBatchBuilder(this.#isFile, canonicalize, this.#sizeHint, (v) => this.#files.write(v.hash, v.bytes));
   }
 
   /** The last committed batch's sizes, plus a margin: new batches start big enough not to grow. */
@@ -350,7 +351,7 @@ export class SqliteStore implements Store {
   async commitBatch(batch: ExecutionBatchBuilder, checkpoint?: CheckpointTransition): Promise<void> {
     if (!(batch instanceof PackedBatchBuilder)) throw new TypeError('commitBatch takes a batch made by this store\'s newBatch()');
     // Large values are durable files before any record that refers to them commits.
-    for (const v of batch.fileValues) await this.#files.write(v.hash, v.bytes);
+    await batch.fileWrites();
     const sizes = batch.sizes;
     this.#sizeHint = { values: Math.ceil(sizes.values * 1.1), executions: Math.ceil(sizes.executions * 1.1) };
     const packed = batch.finish(checkpoint);
@@ -455,7 +456,7 @@ export class SqliteStore implements Store {
     const rows: { hash: Buffer; size: number; location: number; bytes: Uint8Array | null }[] = [];
     for (const v of values) {
       const size = v.bytes.byteLength;
-      const file = size > this.#inlineMax;
+      const file = size > Math.max(this.#inlineMax, CHECKPOINT_INLINE_MAX);
       if (file) await this.#files.write(v.hash, v.bytes);
       rows.push({ hash: hashToBytes(v.hash), size, location: file ? LOCATION_FILE : LOCATION_INLINE, bytes: file ? null : v.bytes });
     }
