@@ -204,7 +204,7 @@ async function runCommand(pipelineFile: string | undefined, opts: RunOpts, label
           context: { source: 'cli', ...(opts.principal === undefined ? {} : { principal: opts.principal }) },
           runOptions: { pipeline: loaded.file, ...(opts.limit === undefined ? {} : { limit: opts.limit }) },
           ...(sink === undefined ? {} : { sink }),
-          ...(opts.limit === undefined ? {} : { to: (source.spec.kind === 'jetstream' ? 1 : 0) + opts.limit }),
+          ...(opts.limit === undefined ? {} : { limit: opts.limit }),
           checkpoint: checkpointPolicy(opts),
           ...(opts.keepInput === undefined ? {} : { keepInput: opts.keepInput }),
           ...(opts.follow === undefined ? {} : { follow: opts.follow }),

@@ -71,6 +71,8 @@ export interface RunPipelineOptions {
   readonly from?: number;
   /** Offset to stop before (RecordSource). Default: the source's end when the run starts. */
   readonly to?: number;
+  /** At most this many records from `from` (RecordSource; ignored when `to` is given). */
+  readonly limit?: number;
   /** Keep waiting for new records at the end of a live source, until `signal` aborts. */
   readonly follow?: boolean;
   readonly signal?: AbortSignal;
@@ -139,12 +141,13 @@ export async function runPipeline(
   const sink = toSink(options.sink);
   const keepInput = options.keepInput ?? source?.mayForget ?? false;
   const failurePolicy = options.failurePolicy ?? pipeline.failurePolicy ?? 'stop';
-  let to = options.to;
+  const from = options.from ?? (source?.firstOffset === undefined ? undefined : await source.firstOffset());
+  let to = options.to ?? (options.limit === undefined ? undefined : (from ?? 0) + options.limit);
   if (to === undefined && source?.spec.kind === 'log') to = (await store.getStream(source.streamId))?.length;
   const resumeInfo: ResumeInfo = {
     source: source?.spec ?? null,
     streamId: streamId ?? null,
-    from: options.from ?? null,
+    from: from ?? null,
     to: to ?? null,
     checkpoint: checkpointing ? policy : false,
     keepInput,
@@ -170,14 +173,14 @@ export async function runPipeline(
     await finishQuietly(run, 'failed');
     throw err;
   }
-  const records = source === undefined ? (input as AsyncIterable<SourceRecord> | Iterable<SourceRecord>) : source.read(readOptions(options.from, to, options));
+  const records = source === undefined ? (input as AsyncIterable<SourceRecord> | Iterable<SourceRecord>) : source.read(readOptions(from, to, options));
   const states = emptyStates(steps.filter((s) => s.stateful).map((s) => s.loaded.stepId));
   let checkpointer: Checkpointer | undefined;
   let lock: RunLock | undefined;
   if (checkpointing) {
     lock = acquireRunLock(store, run.id);
     const recorded = recordPipeline(pipeline.name, failurePolicy, steps);
-    const begin = Checkpointer.begin(run.id, streamId, null, options.from ?? 0, recorded.hash);
+    const begin = Checkpointer.begin(run.id, streamId, null, from ?? 0, recorded.hash);
     try {
       await store.applyCheckpoint({ begin }, [recorded]);
     } catch (err) {

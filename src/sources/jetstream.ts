@@ -352,6 +352,10 @@ class JetStreamSourceImpl implements JetStreamSource {
     this.spec = subject === undefined ? { kind: 'jetstream', servers, stream } : { kind: 'jetstream', servers, stream, subject };
   }
 
+  async firstOffset(): Promise<number> {
+    return (await this.bounds()).firstSeq;
+  }
+
   async bounds(): Promise<JetStreamBounds> {
     this.#checkOpen();
     const { state } = await streamInfo(this.#jsm, this.#servers, this.#stream);

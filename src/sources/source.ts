@@ -77,6 +77,8 @@ export interface RecordSource {
    * @throws ProvenantError SOURCE_UNAVAILABLE when the range is no longer (or not yet) held by the source.
    */
   read(options?: SourceReadOptions): AsyncIterable<SourceRecord | IdleTick>;
+  /** The first offset the source holds now (where a run without `from` starts). Default: 0. */
+  firstOffset?(): Promise<number>;
   /** Release connections and files. */
   close(): Promise<void>;
 }
