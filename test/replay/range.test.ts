@@ -54,6 +54,11 @@ beforeAll(async () => {
       s[r.route] = (s[r.route] ?? 0) + 1;
       return { ...r, [p.label]: s[r.route] };
     }`,
+    // Calls an HTTP service: recorded at capture, answered from the recording at replay.
+    'steps/enrich.ts': `export default async function enrich(r: { route: string }, p: { url: string }) {
+      const res = await fetch(p.url + '?route=' + encodeURIComponent(r.route));
+      return { ...r, ...(await res.json()) };
+    }`,
     // Hidden state in the module: nothing records it, so a replay from the middle differs.
     'steps/leaky.ts': `let calls = 0;
       export default function leaky(r: object) { calls += 1; return { ...r, calls }; }`,
@@ -106,6 +111,35 @@ describe('verified replay over an embedded stream', () => {
     await expectRejection(replay(store, { streamId: 'nope' }), 'NOT_FOUND', /no checkpoints/);
     await expectRejection(replay(store, { streamId: 'flights', from: 'zz' }), 'NOT_FOUND', /no checkpoint zz/);
     expect((await store.listRuns(1000)).length).toBe(runsBefore);
+  });
+});
+
+describe('recorded external calls in a range replay', () => {
+  it('a step that fetches from an HTTP service replays bit-exactly after the service is gone, without calling it', async () => {
+    const { createServer } = await import('node:http');
+    let calls = 0;
+    const server = createServer((req, res) => {
+      calls++;
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ weather: calls % 2 === 0 ? 'rain' : 'sun', asked: req.url }));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/weather`;
+    const { store } = await freshStore('store-fetch');
+    const enriching: PipelineDefinition = {
+      name: 'enrich',
+      steps: [{ id: 'parse', module: './steps/parse.ts' }, { id: 'enrich', module: './steps/enrich.ts', params: { url } }],
+    };
+    const captured = await runPipeline(store, enriching, new LogSource(store, 'flights'), { baseDir: project, to: 60, checkpoint: { everyRecords: 20 } });
+    expect(captured.records).toBe(60);
+    const answered = calls;
+    expect(answered).toBeGreaterThan(50);
+    await new Promise<void>((r) => server.close(() => r()));
+    const r = await replay(store, { streamId: 'flights', runId: captured.runId });
+    expect(r).toMatchObject({ checkpoints: 3, records: 60, diverged: 0 });
+    expect(r.matched).toBe(r.executions);
+    expect(calls).toBe(answered);
+    await store.close();
   });
 });
 
