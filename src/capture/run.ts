@@ -27,6 +27,7 @@ import { nondeterminismJson, RecordingTape, withTape } from '../step/determinism
 import { prepareStep } from '../step/register.js';
 import type { LoadedStep, StepContext } from '../step/runtime.js';
 import { currentContext } from './context.js';
+import { deepFreeze, isThenable } from '../step/call.js';
 import { PROVENANT_VERSION } from '../version.js';
 
 /** Options of {@link startRun}. */
@@ -164,9 +165,6 @@ export interface AttemptOptions {
   readonly failurePolicy?: FailurePolicy;
 }
 
-function isThenable(v: unknown): v is PromiseLike<unknown> {
-  return (typeof v === 'object' || typeof v === 'function') && v !== null && typeof (v as { then?: unknown }).then === 'function';
-}
 
 /** Batches handed to the store and not yet committed, before capture waits. */
 const MAX_BATCHES_IN_FLIGHT = 3;
@@ -577,13 +575,6 @@ function decodeCanonical(value: EncodedValue): unknown {
   return decodeValue(value.bytes, 'json');
 }
 
-function deepFreeze<T>(value: T): T {
-  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const v of Object.values(value)) deepFreeze(v);
-  }
-  return value;
-}
 
 function toRecordedError(err: unknown, stepId: string): RecordedError {
   if (err instanceof Error || (typeof err === 'object' && err !== null && 'message' in err)) {

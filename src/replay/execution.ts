@@ -9,6 +9,7 @@ import { decodeValue, encodeValue, type ContentHash } from '../hash/canonical.js
 import type { Store } from '../store/store.js';
 import { ReplayTape, withTape, type NondeterminismRecord } from '../step/determinism.js';
 import { loadStep, type StepContext } from '../step/runtime.js';
+import { thrownMessage } from '../step/call.js';
 
 /** Why a re-execution did not reproduce the recorded output. */
 export type DivergenceCause =
@@ -90,8 +91,3 @@ export async function reexecute(store: Store, executionId: string): Promise<Reex
   };
 }
 
-/** The message of what a step threw, as capture records it (errors made in the step's realm are not `instanceof Error` here). */
-function thrownMessage(err: unknown): string {
-  const message = typeof err === 'object' && err !== null ? (err as { message?: unknown }).message : undefined;
-  return typeof message === 'string' ? message : String(err);
-}

@@ -25,6 +25,7 @@ import type { CheckpointRecord, ExecutionContext, ExecutionSketch, ExecutionWrit
 import type { Store } from '../store/store.js';
 import { ReplayTape, withTape, type NondeterminismRecord } from '../step/determinism.js';
 import { loadStep, type LoadedStep, type StepContext } from '../step/runtime.js';
+import { deepFreeze, isThenable, thrownMessage } from '../step/call.js';
 
 /** Why a replayed execution did not reproduce what was recorded. */
 export type ReplayCause =
@@ -612,19 +613,5 @@ class RangeReplayer {
   }
 }
 
-function isThenable(v: unknown): v is PromiseLike<unknown> {
-  return (typeof v === 'object' || typeof v === 'function') && v !== null && typeof (v as { then?: unknown }).then === 'function';
-}
 
-function thrownMessage(err: unknown): string {
-  const message = typeof err === 'object' && err !== null ? (err as { message?: unknown }).message : undefined;
-  return typeof message === 'string' ? message : String(err);
-}
 
-function deepFreeze<T>(value: T): T {
-  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const v of Object.values(value)) deepFreeze(v);
-  }
-  return value;
-}

@@ -271,17 +271,18 @@ export interface CheckpointQuery {
 }
 
 /** An execution as replay needs it: lean, in id order. */
-export interface ExecutionSketch {
-  readonly id: string;
-  readonly functionId: string;
-  readonly functionVersionHash: ContentHash;
-  readonly inputHashes: readonly ContentHash[];
-  readonly inputEncodings: readonly ValueEncoding[];
-  readonly outputHash: ContentHash | null;
-  readonly outputEncoding: ValueEncoding;
-  readonly paramsHash: ContentHash;
-  readonly status: ExecutionStatus;
-  readonly errorHash: ContentHash | null;
-  readonly nondeterminismHash: ContentHash | null;
-  readonly offset: number | null;
-}
+export type ExecutionSketch = Pick<
+  ExecutionRecord,
+  | 'id'
+  | 'functionId'
+  | 'functionVersionHash'
+  | 'inputHashes'
+  | 'inputEncodings'
+  | 'outputHash'
+  | 'outputEncoding'
+  | 'paramsHash'
+  | 'status'
+  | 'errorHash'
+  | 'nondeterminismHash'
+  | 'offset'
+>;

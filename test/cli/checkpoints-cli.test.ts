@@ -3,39 +3,19 @@
  * real stores, real flights data; a run killed with SIGKILL and resumed with `run --resume`.
  */
 import Database from 'better-sqlite3';
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { CheckpointRecord, ReplayResult } from '../../src/index.js';
+import { cli, cliJson } from '../helpers/cli.js';
 import { ensureDist } from '../helpers/dist.js';
 import { DIST_CLI, REPO_ROOT } from '../helpers/paths.js';
 import { makeTempDir } from '../helpers/temp.js';
 
-const execFileAsync = promisify(execFile);
 const PIPELINE = 'examples/flights/pipeline.ts';
 const FLIGHTS = join(REPO_ROOT, 'node_modules', 'vega-datasets', 'data', 'flights-20k.json');
-
-async function cli(args: readonly string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1' };
-  delete env.PROVENANT_STORE;
-  try {
-    const { stdout, stderr } = await execFileAsync(process.execPath, [DIST_CLI, ...args], { cwd: REPO_ROOT, env, timeout: 120_000 });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code?: unknown; stdout?: string; stderr?: string };
-    if (typeof e.code !== 'number') throw err;
-    return { code: e.code, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
-  }
-}
-
-async function cliJson<T>(args: readonly string[]): Promise<T> {
-  const r = await cli(args);
-  if (r.code !== 0) throw new Error(`provenant ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
-  return JSON.parse(r.stdout) as T;
-}
 
 /** Every output once, and per route the running count 1, 2, 3… (the stateful step restored exactly). */
 function checkOutputs(file: string, expected: number): void {

@@ -4,45 +4,17 @@
  * say, `--json` is machine-readable, and errors come with a message and a documented exit code
  * (2 bad usage or input, 4 a step stopped the run, 5 the store cannot be used).
  */
-import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { uuidv7 } from 'uuidv7';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { hashValue, type ExecutionRecord, type RunInfo, type StepSummary } from '../../src/index.js';
+import { cli, cliJson } from '../helpers/cli.js';
 import { ensureDist } from '../helpers/dist.js';
-import { DIST_CLI, REPO_ROOT } from '../helpers/paths.js';
+import { REPO_ROOT } from '../helpers/paths.js';
 import { makeTempDir } from '../helpers/temp.js';
 
-const execFileAsync = promisify(execFile);
 
-interface CliResult {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-/** Run the CLI; never throws for a non-zero exit. */
-async function cli(args: readonly string[], env: Readonly<Record<string, string>> = {}): Promise<CliResult> {
-  const childEnv: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1', ...env };
-  if (env.PROVENANT_STORE === undefined) delete childEnv.PROVENANT_STORE;
-  try {
-    const { stdout, stderr } = await execFileAsync(process.execPath, [DIST_CLI, ...args], { cwd: REPO_ROOT, env: childEnv, timeout: 60_000 });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code?: unknown; stdout?: string; stderr?: string };
-    if (typeof e.code !== 'number') throw err;
-    return { code: e.code, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
-  }
-}
-
-/** Run the CLI and parse its stdout as JSON, failing with its stderr when it exits non-zero. */
-async function cliJson<T>(args: readonly string[], env: Readonly<Record<string, string>> = {}): Promise<T> {
-  const r = await cli(args, env);
-  if (r.code !== 0) throw new Error(`provenant ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
-  return JSON.parse(r.stdout) as T;
-}
 
 const PIPELINE = 'examples/flights/pipeline.ts';
 

@@ -8,41 +8,23 @@
  */
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { CheckpointRecord, ReplayResult } from '../../src/index.js';
+import { cli as runCli, cliJson as runCliJson } from '../helpers/cli.js';
 import { ensureDist } from '../helpers/dist.js';
 import { DIST_CLI, REPO_ROOT } from '../helpers/paths.js';
 import { describeWithService, NATS, natsAvailable } from '../helpers/services.js';
 import { makeTempDir } from '../helpers/temp.js';
 
-const execFileAsync = promisify(execFile);
 const natsUp = await natsAvailable();
+const cli = (args: readonly string[]) => runCli(args, { PROVENANT_NATS: NATS.url });
+const cliJson = <T,>(args: readonly string[]) => runCliJson<T>(args, { PROVENANT_NATS: NATS.url });
 const PIPELINE = 'examples/flights/pipeline.ts';
 const FLIGHTS = join(REPO_ROOT, 'node_modules', 'vega-datasets', 'data', 'flights-2k.json');
-
-async function cli(args: readonly string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1', PROVENANT_NATS: NATS.url };
-  delete env.PROVENANT_STORE;
-  try {
-    const { stdout, stderr } = await execFileAsync(process.execPath, [DIST_CLI, ...args], { cwd: REPO_ROOT, env, timeout: 120_000 });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code?: unknown; stdout?: string; stderr?: string };
-    if (typeof e.code !== 'number') throw err;
-    return { code: e.code, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
-  }
-}
-
-async function cliJson<T>(args: readonly string[]): Promise<T> {
-  const r = await cli(args);
-  if (r.code !== 0) throw new Error(`provenant ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
-  return JSON.parse(r.stdout) as T;
-}
 
 describeWithService(NATS, natsUp, 'JetStream streams from the CLI', () => {
   let nc: NatsConnection;
