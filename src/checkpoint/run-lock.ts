@@ -45,7 +45,7 @@ export function acquireRunLock(store: Store, runId: string): RunLock {
   }
   if (holder !== undefined && holder !== process.pid && Number.isInteger(holder) && holder > 0 && alive(holder)) {
     throw new ProvenantError('STORE_BUSY', `run ${runId} is being written by process ${holder}`, {
-      hint: 'Wait for it to finish, or stop that process first; then resume.',
+      hint: `Wait for it to finish, or stop that process first; then resume. (If process ${holder} is not a Provenant run, delete ${file}.)`,
       context: { runId, pid: holder },
     });
   }
