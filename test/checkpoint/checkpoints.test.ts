@@ -217,3 +217,24 @@ describe('bad input', () => {
     await expectRejection(resumePipeline(store, runId), 'RUN_CLOSED', /has already ended/);
   });
 });
+
+describe('one writer per run', () => {
+  it('resume refuses a run whose lock is held by a live process, naming it; a dead holder is taken over', async () => {
+    const { spawn } = await import('node:child_process');
+    const { mkdirSync } = await import('node:fs');
+    const result = await runPipeline(store, pipeline, new LogSource(store, 'flights'), { baseDir: project, to: 50, checkpoint: { everyRecords: 10 } });
+    // A live process holds the run's lock (as a running capture would).
+    const holder = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 30000)'], { stdio: 'ignore' });
+    try {
+      mkdirSync(join(storeDir, 'locks'), { recursive: true });
+      writeFileSync(join(storeDir, 'locks', `${result.runId}.lock`), String(holder.pid));
+      const err = await expectRejection(resumePipeline(store, result.runId), 'STORE_BUSY', new RegExp(`being written by process ${holder.pid}`));
+      expect(err.context).toMatchObject({ runId: result.runId, pid: holder.pid });
+    } finally {
+      holder.kill('SIGKILL');
+    }
+    await new Promise((r) => setTimeout(r, 100));
+    // The holder is gone: the lock is taken over, and the run (which ended) is refused for that reason instead.
+    await expectRejection(resumePipeline(store, result.runId), 'RUN_CLOSED', /has already ended/);
+  });
+});
