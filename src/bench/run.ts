@@ -182,25 +182,31 @@ async function streamStore(label: string, records: SourceRecord[]): Promise<{ di
 /**
  * Streams: the whole example pipeline (normalize, classify, and the stateful routeStats) over
  * an embedded stream, with checkpoints every 10,000 records and without; then a verified replay
- * of the checkpointed run. Capture runs alternate (with, without, with, without), each in a fresh
- * store, and the means are reported.
+ * of the checkpointed run. Capture runs alternate (with, without, with, without…), each in a
+ * fresh store; medians are reported (this 2-core machine's speed drifts by ±10% from run to run),
+ * with the process's CPU time per record beside them.
  */
 async function benchStream(records: SourceRecord[], rounds: number) {
   const pipeline = await loadPipelineFile(join(repo, 'examples', 'flights', 'pipeline.ts'));
   const withCp: number[] = [];
   const withoutCp: number[] = [];
+  const cpuWith: number[] = [];
+  const cpuWithout: number[] = [];
   const replays: number[] = [];
   let checkpoints = 0;
   for (let round = 0; round < rounds; round++) {
     for (const checkpointed of [true, false]) {
       const { dir, store } = await streamStore(checkpointed ? 'stream-cp' : 'stream-nocp', records);
+      const c0 = process.cpuUsage();
       const t0 = performance.now();
       const result = await runPipeline(store, pipeline.definition, new LogSource(store, 'flights'), {
         baseDir: pipeline.baseDir,
         checkpoint: checkpointed ? { everyRecords: 10_000, intervalMs: 3_600_000 } : false,
       });
       const rate = result.records / ((performance.now() - t0) / 1000);
+      const cpu = process.cpuUsage(c0);
       (checkpointed ? withCp : withoutCp).push(rate);
+      (checkpointed ? cpuWith : cpuWithout).push((cpu.user + cpu.system) / result.records);
       if (checkpointed) {
         checkpoints = result.checkpoints;
         const r0 = performance.now();
@@ -212,8 +218,20 @@ async function benchStream(records: SourceRecord[], rounds: number) {
       rmSync(dir, { recursive: true, force: true });
     }
   }
-  const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
-  return { withCp: mean(withCp), withoutCp: mean(withoutCp), replay: mean(replays), checkpoints, all: { withCp, withoutCp, replays } };
+  const median = (xs: number[]): number => {
+    const s = [...xs].sort((a, b) => a - b);
+    const mid = Math.floor(s.length / 2);
+    return s.length % 2 === 1 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+  };
+  return {
+    withCp: median(withCp),
+    withoutCp: median(withoutCp),
+    replay: median(replays),
+    cpuWith: median(cpuWith),
+    cpuWithout: median(cpuWithout),
+    checkpoints,
+    all: { withCp, withoutCp, replays },
+  };
 }
 
 async function main(): Promise<void> {
@@ -238,7 +256,7 @@ async function main(): Promise<void> {
   const floor = await benchFloor(records, capture.steps, capture.params);
 
   process.stderr.write('Measuring stream capture with and without checkpoints, and verified replay…\n');
-  const stream = await benchStream(records, 2);
+  const stream = await benchStream(records, 3);
 
   const captureRate = capture.executions / capture.seconds;
   const bareRate = bare.executions / bare.seconds;
@@ -267,25 +285,27 @@ async function main(): Promise<void> {
       name: 'stream.capture_records_per_s',
       unit: 'records/s',
       value: Math.round(stream.withCp),
-      extra: `${streamCommon}; checkpoints every 10,000 records (${stream.checkpoints} per run), state snapshots included; mean of runs ${runs(stream.all.withCp)}`,
+      extra: `${streamCommon}; checkpoints every 10,000 records (${stream.checkpoints} per run), state snapshots included; median of runs ${runs(stream.all.withCp)}`,
     },
     {
       name: 'stream.capture_no_checkpoint_records_per_s',
       unit: 'records/s',
       value: Math.round(stream.withoutCp),
-      extra: `${streamCommon}; no checkpoints (batches committed by size and time); mean of runs ${runs(stream.all.withoutCp)}`,
+      extra: `${streamCommon}; no checkpoints (batches committed by size and time); median of runs ${runs(stream.all.withoutCp)}`,
     },
     {
       name: 'checkpoint.overhead_pct',
       unit: '%',
       value: round((stream.withoutCp / stream.withCp - 1) * 100),
-      extra: 'time per record with checkpoints over without, minus 1 (target < 5%; negative: checkpointed runs were faster)',
+      extra:
+        `time per record with checkpoints over without, minus 1 (target < 5%; negative: checkpointed runs were faster); ` +
+        `CPU time per record (both threads) ${round(stream.cpuWith)} µs with checkpoints, ${round(stream.cpuWithout)} µs without (${round((stream.cpuWith / stream.cpuWithout - 1) * 100)}%)`,
     },
     {
       name: 'replay.verify_records_per_s',
       unit: 'records/s',
       value: Math.round(stream.replay),
-      extra: `verified replay of the checkpointed run: recorded versions from stored artifacts, records read again from the stream, every output hash and state snapshot compared; mean of runs ${runs(stream.all.replays)}`,
+      extra: `verified replay of the checkpointed run: recorded versions from stored artifacts, records read again from the stream, every output hash and state snapshot compared; median of runs ${runs(stream.all.replays)}`,
     },
     {
       name: 'replay.verify_vs_capture_ratio',

@@ -541,7 +541,7 @@ export class Run {
     if (this.#batch.executionCount === 0 && !always) return this.#commits;
     const batch = this.#batch;
     this.#pending = { executions: 0, failed: 0, deadLettered: 0, firstExecutionId: null, lastExecutionId: null };
-    this.#batch = this.store.newBatch();
+    this.#batch = this.store.newBatch(batch);
     this.#lastOutput = undefined;
     // Context and params values ride along with the first batch that needs them after a commit.
     this.#lastContext = undefined;

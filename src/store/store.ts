@@ -51,6 +51,8 @@ export type BlobLocation = 'inline' | 'file';
 export interface ExecutionBatchBuilder {
   /** Executions added so far. */
   readonly executionCount: number;
+  /** Values added so far. */
+  readonly valueCount: number;
   /** Add a value that executions in this batch refer to (duplicates are skipped on commit). */
   addValue(value: ValueWrite, options?: AddValueOptions): void;
   /**
@@ -120,8 +122,8 @@ export interface Store {
   // Executions.
   /** Commit executions and their values atomically. */
   appendExecutions(batch: ExecutionBatch): Promise<void>;
-  /** A new, empty batch to fill and then {@link commitBatch}. */
-  newBatch(): ExecutionBatchBuilder;
+  /** A new, empty batch to fill and then {@link commitBatch}; `like`: a batch of the same kind, to size it from. */
+  newBatch(like?: ExecutionBatchBuilder): ExecutionBatchBuilder;
   /**
    * Commit a batch from {@link newBatch} atomically; resolves when it is durable. With a
    * checkpoint transition, the current checkpoint's end and the next one's beginning commit in

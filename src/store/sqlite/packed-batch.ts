@@ -188,6 +188,11 @@ export class PackedBatchBuilder {
     return this.#executionCount;
   }
 
+  /** Values added so far. */
+  get valueCount(): number {
+    return this.#valueCount;
+  }
+
   /** The file writes started as values were added (see the constructor); all must succeed before the batch is applied. */
   async fileWrites(): Promise<void> {
     if (this.#startWrite === undefined) throw new TypeError('this batch was built without a file writer');

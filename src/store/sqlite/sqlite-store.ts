@@ -39,7 +39,7 @@ import {
 } from '../../hash/canonical.js';
 import { isUuid, nowUs, uuidFromBytes, uuidToBytes } from '../../ids.js';
 import { BatchApplier, configureConnection } from './apply-batch.js';
-import { LOCATION_FILE, LOCATION_INLINE, PackedBatchBuilder, decodeEncodings, packBatch, type PackedBatch, type PackedSizeHint } from './packed-batch.js';
+import { LOCATION_FILE, LOCATION_INLINE, PackedBatchBuilder, decodeEncodings, packBatch, type PackedBatch } from './packed-batch.js';
 import { CHECKPOINT_SELECT, toCheckpoint, type CheckpointRow } from './checkpoints.js';
 import type {
   CheckpointQuery,
@@ -340,20 +340,19 @@ export class SqliteStore implements Store {
     await this.commitBatch(packBatch(batch, this.#isFile, canonicalize, (v) => this.#files.write(v.hash, v.bytes)));
   }
 
-  newBatch(): PackedBatchBuilder {
+  newBatch(like?: ExecutionBatchBuilder): PackedBatchBuilder {
+    // Buffers start as large as the previous batch of the same kind needed, plus a margin, so they do not grow.
+    const sizes = like instanceof PackedBatchBuilder ? like.sizes : undefined;
+    const hint = sizes === undefined ? undefined : { values: Math.ceil(sizes.values * 1.1), executions: Math.ceil(sizes.executions * 1.1) };
     // Large values start their durable file writes as soon as they are added (see commitBatch).
-    return new PackedBatchBuilder(this.#isFile, canonicalize, this.#sizeHint, (v) => this.#files.write(v.hash, v.bytes));
+    return new PackedBatchBuilder(this.#isFile, canonicalize, hint, (v) => this.#files.write(v.hash, v.bytes));
   }
 
-  /** The last committed batch's sizes, plus a margin: new batches start big enough not to grow. */
-  #sizeHint: PackedSizeHint | undefined;
 
   async commitBatch(batch: ExecutionBatchBuilder, checkpoint?: CheckpointTransition): Promise<void> {
     if (!(batch instanceof PackedBatchBuilder)) throw new TypeError('commitBatch takes a batch made by this store\'s newBatch()');
     // Large values are durable files before any record that refers to them commits.
     await batch.fileWrites();
-    const sizes = batch.sizes;
-    this.#sizeHint = { values: Math.ceil(sizes.values * 1.1), executions: Math.ceil(sizes.executions * 1.1) };
     const packed = batch.finish(checkpoint);
     if (this.#writer !== undefined) await this.#writer.apply(packed);
     else this.#applier.apply(packed);
