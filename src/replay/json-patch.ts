@@ -169,7 +169,8 @@ export function applyPatch(document: unknown, operations: readonly JsonPatchOper
     }
     const { parent, key } = locate(doc, pointer);
     if (Array.isArray(parent)) parent.splice(arrayIndex(key, parent.length, true, pointer), 0, value);
-    else if (isPlainObject(parent)) parent[key] = value;
+    // defineProperty, not assignment: a "__proto__" key is data, never the prototype.
+    else if (isPlainObject(parent)) Object.defineProperty(parent, key, { value, writable: true, enumerable: true, configurable: true });
     else throw patchError(`the parent of ${pointer} is not a container`, pointer);
   };
   const remove = (pointer: string): unknown => {

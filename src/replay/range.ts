@@ -791,7 +791,8 @@ class ReplayEngine implements ReplayStats {
       replayExecutionId = this.#recordDivergent(rec, step, input, output, error, params, offset, cp.streamId);
       this.diverged++;
     }
-    const failedPath = error !== undefined || output === undefined || rec?.status === 'failed';
+    // Replay follows the recording (a recorded failure ends the path); a what-if follows what ran now.
+    const failedPath = error !== undefined || output === undefined || (!this.#whatIf && rec?.status === 'failed');
     const ended = failedPath || (output !== undefined && output.encoding === 'json' && output.text === 'null');
     const ev = new ReplayedStep(store, cp, offset, k, step, substituted, input, params, this.#context, rec ?? null, true, output, error, cause, detail, replayExecutionId, ended || lastStep);
     if (!matches && this.divergences.length < KEEP_DIVERGENCES) this.divergences.push(ev.toDivergence());
