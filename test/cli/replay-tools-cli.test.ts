@@ -160,7 +160,7 @@ describe.skipIf(!tmuxAvailable)('provenant debug in a real terminal (tmux)', () 
       await waitFor(/→ offset 500 · step classify \(#2\)/);
       await type('inspect input');
       const coloured = await waitFor(/"delayMinutes"/, true);
-      expect(coloured).toMatch(/\u001b\[[0-9;]*m"delayMinutes"/); // keys are coloured on a terminal
+      expect(coloured).toMatch(new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*m"delayMinutes"`)); // keys are coloured on a terminal
       await type(`break when=!${PREDICATE}`);
       await type('continue');
       const s = await waitFor(/Breakpoint 1 \(when=![^)]*\)\n→ offset [0-9,]+ · step normalize/);
