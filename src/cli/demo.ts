@@ -27,7 +27,7 @@ import { FileSource, readRecords } from '../sources/files.js';
 import type { FailurePolicy } from '../store/records.js';
 import type { Store } from '../store/store.js';
 import { whatIf } from '../whatif/whatif.js';
-import { count, paint, shortHash } from './format.js';
+import { count, paint, shortHash, table } from './format.js';
 import { Progress } from './progress.js';
 import { bisectSummaryText, whatIfSummaryText } from './replay-tools.js';
 
@@ -51,7 +51,6 @@ export interface DemoOptions {
 export interface DemoHelpers {
   readonly withStore: <T>(opts: { store: string }, create: boolean, fn: (store: Store) => Promise<T>) => Promise<T>;
   readonly print: (json: boolean, value: unknown, human: () => string) => void;
-  readonly runSummaryText: (r: PipelineResult & { store: string; storeStats: { executions: number; blobs: number; blobBytes: number } }) => string;
 }
 
 const example = (rel: string): string => fileURLToPath(new URL(`../../examples/flights/${rel}`, import.meta.url));
@@ -153,14 +152,26 @@ export async function runDemo(opts: DemoOptions, h: DemoHelpers): Promise<void> 
   const replayed = replays.reduce((a, r) => ({ checkpoints: a.checkpoints + r.checkpoints, executions: a.executions + r.executions, matched: a.matched + r.matched, diverged: a.diverged + r.diverged, records: a.records + r.records, ms: a.ms + r.durationMs }), { checkpoints: 0, executions: 0, matched: 0, diverged: 0, records: 0, ms: 0 });
   const b = out.bisect;
   const w = out.whatIf;
-  const summary = (r: PipelineResult): string => h.runSummaryText({ ...r, store: location, storeStats: stats }).split('\n').filter((l) => !l.includes('Store now holds') && !l.includes('Next:')).join('\n').trimEnd();
+  const executions = run1.executions + run2.executions;
+  const rate = Math.round((executions / Math.max(run1.durationMs + run2.durationMs, 1)) * 1000);
   h.print(opts.json === true, { runs: [run1, run2], replays, bisect: b, whatIf: w, store: location, storeStats: stats }, () =>
     [
-      `${paint('bold', '1. A bad deploy')}, recorded: the flights of ${rel(input)}, offsets ${count(0)}..${count(half)} with normalize ${shortHash(run1.versions.normalize ?? null)} (v1), then ${count(half)}..${count(total)} with ${shortHash(run2.versions.normalize ?? null)} (v2)`,
+      `${paint('bold', '1. A bad deploy, recorded')}: the flights of ${rel(input)} through ${rel(v1.file)}, then, from offset ${count(half)}, with normalize v2 (${rel(v2.file)})`,
+      `  into ${location}: ${count(run1.records + run2.records)} records → ${count(run1.outputs + run2.outputs)} outputs; ${count(executions)} executions (${count(rate)}/s), ${count(run1.failed + run2.failed)} failed`,
       '',
-      summary(run1),
-      '',
-      summary(run2),
+      table(
+        ['RUN', 'OFFSETS', 'NORMALIZE', 'CLASSIFY', 'ROUTESTATS', 'EXECUTIONS', 'FAILED', 'CHECKPOINTS'],
+        [run1, run2].map((r, i) => [
+          r.runId,
+          i === 0 ? `${count(0)}..${count(half)}` : `${count(half)}..${count(total)}`,
+          `${shortHash(r.versions.normalize ?? null)} (v${i + 1})`,
+          shortHash(r.versions.classify ?? null),
+          shortHash(r.versions.routeStats ?? null),
+          count(r.executions),
+          count(r.failed),
+          count(r.checkpoints),
+        ]),
+      ),
       '',
       `${paint('bold', '2.')} ${replayed.diverged === 0 ? paint('green', 'Replayed') : paint('red', 'Replayed')} their ${count(replayed.checkpoints)} checkpoints with the recorded code: ${count(replayed.executions)} executions, ${count(replayed.matched)} matched, ${count(replayed.diverged)} diverged (${count(Math.round((replayed.records / Math.max(replayed.ms, 1)) * 1000))} records/s)`,
       '',

@@ -366,7 +366,7 @@ export function buildProgram(): Command {
       .description('the story of a bad deploy on real data (vega-datasets flights-20k.json): record it, replay it, bisect to the bad version, what-if the fix')
       .option('--input <file>', 'another input file (default: vega-datasets flights-20k.json)'),
   ).action(async (opts: DemoOptions) => {
-    await runDemo(opts, { withStore, print, runSummaryText });
+    await runDemo(opts, { withStore, print });
   });
 
   const stream = program.command('stream').description('embedded stream logs: append-only, offset-addressed records');

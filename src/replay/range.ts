@@ -617,7 +617,8 @@ class ReplayEngine implements ReplayStats {
           let k = 0;
           let ev: ReplayedStep | undefined;
           for (; k < steps.length; k++) {
-            ev = await this.#execute(cp, record.offset, k, steps[k] as PipelinePosition, execs[k], input, k === steps.length - 1, states, execs.length);
+            const pending = this.#execute(cp, record.offset, k, steps[k] as PipelinePosition, execs[k], input, k === steps.length - 1, states, execs.length);
+            ev = pending instanceof Promise ? await pending : pending;
             if (ev === undefined) break; // nothing recorded here and nothing to run (replay: changed-history counted)
             yield ev;
             if (ev.last) break;
@@ -688,10 +689,30 @@ class ReplayEngine implements ReplayStats {
   #lastOk = false;
 
   /**
-   * Replay one step of one record: check it against the recording, run it, judge it. Returns
-   * undefined when there is nothing to yield (replay: no recorded execution here).
+   * The execution being replayed. Executions are replayed one at a time, so one frame, reused,
+   * carries them through the steps below (no objects made per execution but the event).
    */
-  async #execute(
+  readonly #f = {
+    cp: undefined as unknown as CheckpointRecord,
+    offset: 0,
+    k: 0,
+    pos: undefined as unknown as PipelinePosition,
+    rec: undefined as ExecutionSketch | undefined,
+    input: undefined as unknown as CanonicalValue,
+    lastStep: false,
+    recordedCount: 0,
+    params: undefined as unknown as ParamsEntry,
+    tape: undefined as unknown as ReplayTape,
+  };
+  /** Recorded error messages by hash (a recorded failure is compared by its message). */
+  readonly #errors = new Map<ContentHash, string | null>();
+
+  /**
+   * Replay one step of one record: check it against the recording, run it, judge it. Returns
+   * undefined when there is nothing to yield (replay: no recorded execution here). Synchronous —
+   * no promise — unless something must be read from the store or the step returns a promise.
+   */
+  #execute(
     cp: CheckpointRecord,
     offset: number,
     k: number,
@@ -701,10 +722,8 @@ class ReplayEngine implements ReplayStats {
     lastStep: boolean,
     states: StepStates,
     recordedCount: number,
-  ): Promise<ReplayedStep | undefined> {
+  ): ReplayedStep | undefined | Promise<ReplayedStep | undefined> {
     const step = pos.runs;
-    const store = this.#store;
-    const substituted = pos.substitution !== undefined;
     this.#lastOk = false;
     if (rec === undefined) {
       if (!this.#whatIf) {
@@ -732,18 +751,44 @@ class ReplayEngine implements ReplayStats {
       return this.#notRun(cp, offset, k, pos, rec, input, 'changed-record', `the source's record at offset ${offset} is not the one recorded (recorded ${rec?.inputHashes[0] ?? '?'})`);
     }
     if (step.unavailable !== undefined) return this.#notRun(cp, offset, k, pos, rec, input, step.unavailable.cause, step.unavailable.detail);
-    let params: ParamsEntry;
+    const f = this.#f;
+    f.cp = cp;
+    f.offset = offset;
+    f.k = k;
+    f.pos = pos;
+    f.rec = rec;
+    f.input = input;
+    f.lastStep = lastStep;
+    f.recordedCount = recordedCount;
+    const params = pos.substitution?.params === undefined && rec !== undefined ? this.#params.get(rec.paramsHash) : undefined;
+    if (params === undefined || (rec !== undefined && rec.nondeterminismHash !== null)) return this.#load(states);
+    f.params = params;
+    return this.#call(null, states);
+  }
+
+  /** Read what the call needs from the store (params, recorded reads), then call. */
+  async #load(states: StepStates): Promise<ReplayedStep> {
+    const f = this.#f;
+    const rec = f.rec;
     let reads: NondeterminismRecord | null = null;
     try {
-      params = await this.#paramsFor(pos, rec);
-      if (rec !== undefined && rec.nondeterminismHash !== null) reads = decodeValue(await store.getBlob(rec.nondeterminismHash), 'json') as NondeterminismRecord;
+      f.params = await this.#paramsFor(f.pos, rec);
+      if (rec !== undefined && rec.nondeterminismHash !== null) reads = decodeValue(await this.#store.getBlob(rec.nondeterminismHash), 'json') as NondeterminismRecord;
     } catch (err) {
       const corrupt = err instanceof ProvenantError && err.code === 'BLOB_CORRUPT';
-      return this.#notRun(cp, offset, k, pos, rec, input, corrupt ? 'corrupt-blob' : 'missing-blob', errorMessage(err));
+      return this.#notRun(f.cp, f.offset, f.k, f.pos, rec, f.input, corrupt ? 'corrupt-blob' : 'missing-blob', errorMessage(err));
     }
+    return this.#call(reads, states);
+  }
+
+  /** Call the step with its recorded reads fed back: synchronous unless it returns a promise. */
+  #call(reads: NondeterminismRecord | null, states: StepStates): ReplayedStep | Promise<ReplayedStep> {
+    const f = this.#f;
+    const step = f.pos.runs;
+    const rec = f.rec;
     this.executions++;
-    // ---- the call: synchronous unless the step returns a promise ----
     const tape = new ReplayTape(reads, `execution ${rec?.id ?? '(new)'} (step ${step.stepId})`);
+    f.tape = tape;
     const state = step.stateful ? states.get(step.stepId) : undefined;
     const ctx: StepContext = {
       stepId: step.stepId,
@@ -754,19 +799,65 @@ class ReplayEngine implements ReplayStats {
       ...(state === undefined ? {} : { state }),
     };
     const fn = (step.loaded as LoadedStep).fn;
+    const input = f.input;
+    const params = f.params;
+    let result: unknown;
+    try {
+      result = withTape(tape, () => fn(input.value, params.value, ctx));
+    } catch (err) {
+      tape.close();
+      return this.#judge(undefined, thrownMessage(err));
+    }
+    if (isThenable(result)) return this.#settle(result);
+    return this.#finish(result);
+  }
+
+  async #settle(pending: PromiseLike<unknown>): Promise<ReplayedStep> {
+    let result: unknown;
+    try {
+      result = await pending;
+    } catch (err) {
+      this.#f.tape.close();
+      return this.#judge(undefined, thrownMessage(err));
+    }
+    return this.#finish(result);
+  }
+
+  /** The call returned: close the tape (it may still fail the call), encode the output. */
+  #finish(result: unknown): ReplayedStep | Promise<ReplayedStep> {
     let output: EncodedValue | undefined;
     let error: string | undefined;
     try {
-      let result = withTape(tape, () => fn(input.value, params.value, ctx));
-      if (isThenable(result)) result = await result;
-      const violation = tape.close();
+      const violation = this.#f.tape.close();
       if (violation !== undefined) throw violation;
       output = encodeValue(result);
     } catch (err) {
-      tape.close();
       error = thrownMessage(err);
     }
-    // ---- the verdict ----
+    return this.#judge(output, error);
+  }
+
+  /** Compare with the recording (a recorded failure by its message, read once per error value). */
+  #judge(output: EncodedValue | undefined, error: string | undefined): ReplayedStep | Promise<ReplayedStep> {
+    const rec = this.#f.rec;
+    if (rec?.status === 'failed' && rec.errorHash !== null) {
+      const hash = rec.errorHash;
+      const known = this.#errors.get(hash);
+      if (known === undefined && !this.#errors.has(hash)) {
+        return errorMessageOf(this.#store, hash).then((message) => {
+          this.#errors.set(hash, message);
+          return this.#verdict(output, error, message);
+        });
+      }
+      return this.#verdict(output, error, known ?? null);
+    }
+    return this.#verdict(output, error, null);
+  }
+
+  #verdict(output: EncodedValue | undefined, error: string | undefined, recordedError: string | null): ReplayedStep {
+    const { cp, offset, k, pos, rec, input, lastStep, recordedCount, params, tape } = this.#f;
+    const step = pos.runs;
+    const substituted = pos.substitution !== undefined;
     let matches: boolean;
     let detail: string | null = null;
     if (rec === undefined) {
@@ -774,7 +865,6 @@ class ReplayEngine implements ReplayStats {
       detail = 'no execution was recorded here: the record\'s path goes further than at capture';
       if (error !== undefined) detail += `; failed with "${error}"`;
     } else if (rec.status === 'failed') {
-      const recordedError = rec.errorHash === null ? null : await errorMessageOf(store, rec.errorHash);
       matches = error !== undefined && error === recordedError;
       if (!matches) detail = error === undefined ? `recorded failure "${recordedError ?? '?'}" did not happen at replay` : `failed with "${error}", recorded "${recordedError ?? '?'}"`;
     } else {
@@ -794,7 +884,7 @@ class ReplayEngine implements ReplayStats {
     // Replay follows the recording (a recorded failure ends the path); a what-if follows what ran now.
     const failedPath = error !== undefined || output === undefined || (!this.#whatIf && rec?.status === 'failed');
     const ended = failedPath || (output !== undefined && output.encoding === 'json' && output.text === 'null');
-    const ev = new ReplayedStep(store, cp, offset, k, step, substituted, input, params, this.#context, rec ?? null, true, output, error, cause, detail, replayExecutionId, ended || lastStep);
+    const ev = new ReplayedStep(this.#store, cp, offset, k, step, substituted, input, params, this.#context, rec ?? null, true, output, error, cause, detail, replayExecutionId, ended || lastStep);
     if (!matches && this.divergences.length < KEEP_DIVERGENCES) this.divergences.push(ev.toDivergence());
     if (failedPath && !this.#whatIf && recordedCount > k + 1 && matches) {
       // The record's path ended here at replay; recorded steps after it did not run.
