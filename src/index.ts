@@ -57,8 +57,27 @@ export {
 export type { SourceRecord, RecordSource, SourceSpec, SourceReadOptions, MalformedInfo, IdleTick } from './sources/source.js';
 export { type CheckpointPolicy, DEFAULT_CHECKPOINT_POLICY } from './checkpoint/checkpointer.js';
 export { NdjsonFileSink, functionSink, type Sink } from './checkpoint/sink.js';
-export { runChain, findCheckpoint, checkpointRange, type CheckpointRange } from './checkpoint/chain.js';
-export { replay, type ReplayOptions, type ReplayResult, type ReplayDivergence, type ReplayCause, type ReplayProgress } from './replay/range.js';
+export { runChain, findCheckpoint, checkpointRange, streamTimeline, type CheckpointRange } from './checkpoint/chain.js';
+export {
+  replay,
+  replaySteps,
+  ReplaySession,
+  ReplayedStep,
+  type ReplayOptions,
+  type ReplayResult,
+  type ReplayDivergence,
+  type ReplayCause,
+  type ReplayProgress,
+  type ReplayStepsOptions,
+  type ReplayStats,
+  type StepSubstitution,
+} from './replay/range.js';
+export { diffJson, applyPatch, jsonEqual, valueAt, parsePointer, escapePointerToken, type JsonPatchOperation } from './replay/json-patch.js';
+export { loadPredicate, type OutputPredicate, type PredicateInfo } from './replay/predicate.js';
+export { whatIf, type WhatIfOptions, type WhatIfResult, type WhatIfStepCounts, type WhatIfRecordDiff, type WhatIfRecordOutcome } from './whatif/whatif.js';
+export { bisect, type BisectOptions, type BisectResult, type BisectProbe, type BisectExecution, type BisectCheckpoint } from './bisect/bisect.js';
+export { runDebugger, type DebuggerOptions, type DebuggerSummary } from './debug/debugger.js';
+export { renderJson, renderPatch, type RenderOptions } from './debug/render.js';
 export { DECODE_STEP_ID } from './sources/decode-step.js';
 export { loadPipelineFile, type LoadedPipeline } from './pipeline/load.js';
 export { readRecords, valuesOf, formatOf, FileSource, type FileFormat, type ReadRecordsOptions } from './sources/files.js';

@@ -12,6 +12,13 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureDist } from './helpers/dist.js';
 import { DIST_INDEX, REPO_ROOT } from './helpers/paths.js';
+import { canonicalize } from '../src/hash/canonical.js';
+import type { StepContext } from '../src/step/runtime.js';
+import classify from '../examples/flights/steps/classify.js';
+import type { RawFlight } from '../examples/flights/steps/normalize.js';
+import normalizeV2 from '../examples/flights/steps/normalize-v2.js';
+import normalizeV3 from '../examples/flights/steps/normalize-v3.js';
+import routeStats from '../examples/flights/steps/route-stats.js';
 
 const run = promisify(execFile);
 const readme = readFileSync(join(REPO_ROOT, 'README.md'), 'utf8');
@@ -33,10 +40,11 @@ afterAll(() => {
   rmSync(temp, { recursive: true, force: true });
   rmSync(join(REPO_ROOT, '.provenant-readme'), { recursive: true, force: true });
   rmSync(join(REPO_ROOT, '.provenant-readme-stream'), { recursive: true, force: true });
+  rmSync(join(REPO_ROOT, '.provenant-readme-tools'), { recursive: true, force: true });
 });
 
 describe('README', () => {
-  it('quick start: `npx provenant demo` records the example pipeline over real flight data', async () => {
+  it('quick start: `npx provenant demo` tells the story of a bad deploy on real flight data, every figure computed', async () => {
     const { lang, code } = example('demo');
     expect(lang).toBe('bash');
     const demo = code.split('\n').find((l) => l.startsWith('npx provenant demo'));
@@ -48,20 +56,44 @@ describe('README', () => {
       env: { ...process.env, PROVENANT_STORE: store },
       timeout: 120_000,
     });
+    // The figures it prints, computed here independently from the data and the example steps.
+    const flights = (JSON.parse(readFileSync(join(REPO_ROOT, 'node_modules', 'vega-datasets', 'data', 'flights-20k.json'), 'utf8')) as RawFlight[]).slice(10_000);
+    const firstBad = 10_000 + flights.findIndex((f) => Math.abs(f.delay) >= 60);
+    const slipped = flights.filter((f) => Math.abs(f.delay) >= 60).length;
+    const params = { lateAfterMinutes: 15, severeAfterMinutes: 60 };
+    const states = { v2: {}, v3: {} };
+    let changed = 0;
+    for (const f of flights) {
+      const out = (v: 'v2' | 'v3'): string =>
+        canonicalize(routeStats(classify((v === 'v2' ? normalizeV2 : normalizeV3)(f), params), undefined, { state: states[v] } as unknown as StepContext));
+      if (out('v2') !== out('v3')) changed++;
+    }
+    expect(slipped).toBeGreaterThan(100);
+    expect(changed).toBeGreaterThan(slipped);
+
     expect(stdout).toContain('20,000 records → 20,000 outputs; 60,000 executions');
-    expect(stdout).toContain('2 checkpoints');
-    expect(stdout).toMatch(/Replayed its 2 checkpoints with the recorded code: 60,000 executions, 60,000 matched, 0 diverged/);
-    expect(stdout).toMatch(/routeStats\s+sha256:[0-9a-f]{12}\s+20,000\s+0/);
-    expect(stdout).toMatch(/normalize\s+sha256:[0-9a-f]{12}\s+20,000\s+0/);
-    expect(stdout).toMatch(/classify\s+sha256:[0-9a-f]{12}\s+20,000\s+0/);
+    expect(stdout).toMatch(/0\.\.10,000\s+sha256:[0-9a-f]{12} \(v1\)\s+sha256:[0-9a-f]{12}\s+sha256:[0-9a-f]{12}\s+30,000\s+0\s+5\n/);
+    expect(stdout).toMatch(/10,000\.\.20,000\s+sha256:[0-9a-f]{12} \(v2\)\s+sha256:[0-9a-f]{12}\s+sha256:[0-9a-f]{12}\s+30,000\s+0\s+5\n/);
+    expect(stdout).toMatch(/Replayed their 10 checkpoints with the recorded code: 60,000 executions, 60,000 matched, 0 diverged/);
+    expect(stdout).toMatch(/First bad checkpoint: \S+ \(run \S+, offsets 10,000\.\.12,000\)/);
+    const replays = Number(/found with (\d+) checkpoint replays among 10 checkpoints \(at most 4\)/.exec(stdout)?.[1]);
+    expect(replays).toBeGreaterThan(0);
+    expect(replays).toBeLessThanOrEqual(4);
+    expect(stdout).toContain(`first bad record: offset ${firstBad.toLocaleString('en-US')},`);
+    expect(stdout).toContain(`Records: ${(10_000 - changed).toLocaleString('en-US')} unchanged, ${changed.toLocaleString('en-US')} changed`);
+    expect(stdout).toMatch(new RegExp(`normalize\\*\\s+sha256:[0-9a-f]{12}\\s+sha256:[0-9a-f]{12}\\s+10,000\\s+${(10_000 - slipped).toLocaleString('en-US')}\\s+${slipped}\\s+0\\s+0`));
     // The summary is true: the store holds what it says.
     const { stdout: steps } = await run('node', [join(REPO_ROOT, 'dist', 'cli', 'main.js'), 'steps', '--json', '--store', store]);
-    const list = JSON.parse(steps) as { stepId: string; versions: { executions: number }[] }[];
-    expect(list.map((s) => [s.stepId, s.versions[0]?.executions])).toEqual([
-      ['classify', 20000],
-      ['normalize', 20000],
-      ['routeStats', 20000],
+    const list = JSON.parse(steps) as { stepId: string; versions: { versionHash: string; executions: number; manifest: { module: string } }[] }[];
+    const normalize = list.find((s) => s.stepId === 'normalize')!.versions;
+    expect(normalize.map((v) => [v.manifest.module, v.executions])).toEqual([
+      ['examples/flights/steps/normalize.ts', 10_000],
+      ['examples/flights/steps/normalize-v2.ts', 10_000],
+      ['examples/flights/steps/normalize-v3.ts', slipped], // the what-if's executions that changed
     ]);
+    const v2 = normalize[1]!.versionHash;
+    expect(stdout).toContain(`First bad execution: normalize @ ${v2}`);
+    expect(stdout).toContain(`Verdict: normalize ${v2.slice(0, 19)} (examples/flights/steps/normalize-v2.ts, first ran`);
   }, 180_000);
 
   it('the library example runs and prints what it says', async () => {
@@ -77,6 +109,14 @@ describe('README', () => {
     const stdout = await runExample('library-stream');
     expect(stdout.trim().split('\n')).toEqual(['2000 4', 'true null']);
     expect(readFileSync(join(REPO_ROOT, '.provenant-readme-stream', 'out.ndjson'), 'utf8').trim().split('\n')).toHaveLength(2000);
+  }, 120_000);
+
+  it('the bisect / what-if / replaySteps example runs and prints what it says', async () => {
+    rmSync(join(REPO_ROOT, '.provenant-readme-tools'), { recursive: true, force: true });
+    const stdout = await runExample('library-tools');
+    const lines = stdout.trim().split('\n');
+    expect(lines[0]).toBe('normalize true 3'); // deterministic: the same data, the same binary search (at most ceil(log2(8 + 1)) = 4)
+    expect(lines.slice(1)).toEqual(['true true', 'true normalize substituted true']);
   }, 120_000);
 });
 

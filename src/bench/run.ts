@@ -22,6 +22,7 @@ import { replay } from '../replay/range.js';
 import { appendRecords, LogSource } from '../stream/log.js';
 import type { LoadedStep, StepContext } from '../step/runtime.js';
 import type { JsonValue } from '../hash/canonical.js';
+import { benchReplayTools } from './replay-tools.js';
 
 /** One benchmark figure. */
 export interface BenchResult {
@@ -314,6 +315,8 @@ async function main(): Promise<void> {
       extra: 'replay.verify_records_per_s / stream.capture_records_per_s (target >= 0.8)',
     },
   );
+  process.stderr.write('Measuring what-if and bisect…\n');
+  results.push(...(await benchReplayTools(records)));
   mkdirSync(dirname(outFile), { recursive: true });
   writeFileSync(outFile, `${JSON.stringify(results, null, 2)}\n`);
   const width = Math.max(...results.map((r) => r.name.length));

@@ -150,3 +150,37 @@ export async function checkpointRange(
   }
   return { runId, streamId, checkpoints, before: start === 0 ? null : (chain[start - 1] as CheckpointRecord) };
 }
+
+/**
+ * A stream's history as its COMPLETE checkpoints in offset order, across the capture runs that
+ * processed it: a pipeline run over the first part of a stream and a later run (say, with new code)
+ * over the rest make one timeline. Where runs processed the same offsets, the later run's
+ * checkpoints stand and the earlier ones they overlap are left out. With `runId`, one run's chain.
+ * @throws ProvenantError NOT_FOUND when the stream (or run) has no COMPLETE checkpoint
+ */
+export async function streamTimeline(store: Store, streamId: string, options: { runId?: string } = {}): Promise<CheckpointRecord[]> {
+  const all = await allCheckpoints(store, { streamId, ...(options.runId === undefined ? {} : { runId: options.runId }) });
+  const byRun = new Map<string, CheckpointRecord[]>();
+  for (const c of all) {
+    let list = byRun.get(c.runId);
+    if (list === undefined) byRun.set(c.runId, (list = []));
+    list.push(c);
+  }
+  let timeline: CheckpointRecord[] = [];
+  // Run ids are UUIDv7: their order is the order the runs started.
+  for (const runId of [...byRun.keys()].sort()) {
+    const chain = chainOf(byRun.get(runId) as CheckpointRecord[]).filter((c) => c.status === 'COMPLETE' && c.end !== null && c.end.records > 0);
+    if (chain.length === 0) continue;
+    const start = Math.min(...chain.map((c) => c.startOffset));
+    const end = Math.max(...chain.map((c) => (c.end as NonNullable<CheckpointRecord['end']>).endOffset));
+    timeline = timeline.filter((c) => (c.end as NonNullable<CheckpointRecord['end']>).endOffset <= start || c.startOffset >= end);
+    timeline.push(...chain);
+  }
+  if (timeline.length === 0) {
+    throw new ProvenantError('NOT_FOUND', `${options.runId === undefined ? `stream ${streamId}` : `run ${options.runId} over stream ${streamId}`} has no COMPLETE checkpoints in ${store.location}`, {
+      hint: 'Run a pipeline over it first (`provenant run <pipeline> --stream <id>`); `provenant checkpoints --stream <id>` lists them.',
+      context: { streamId, ...(options.runId === undefined ? {} : { runId: options.runId }) },
+    });
+  }
+  return timeline.sort((a, b) => a.startOffset - b.startOffset);
+}

@@ -23,7 +23,6 @@ import { reexecute } from '../replay/execution.js';
 import { replay, type ReplayResult } from '../replay/range.js';
 import { appendRecords, LogSource } from '../stream/log.js';
 import { FileSource, formatOf, readRecords, valuesOf } from '../sources/files.js';
-import { vegaDatasetPath } from '../sources/datasets.js';
 import type { CheckpointRecord, ExecutionRecord, FailurePolicy } from '../store/records.js';
 import { DEFAULT_STORE, openStore } from '../store/open.js';
 import type { Store } from '../store/store.js';
@@ -31,6 +30,8 @@ import { PROVENANT_VERSION } from '../version.js';
 import { exitWith } from './errors.js';
 import { count, durationUs, foldedJson, isoUs, paint, shortHash, table } from './format.js';
 import { Progress } from './progress.js';
+import { runDemo, type DemoOptions } from './demo.js';
+import { addReplayToolCommands } from './replay-tools.js';
 
 interface StoreOpts {
   store: string;
@@ -57,6 +58,14 @@ function printList<T>(json: boolean, list: readonly T[], empty: string, human: (
   print(json, list, () => (list.length === 0 ? empty : human(list)));
 }
 
+
+function nonNegativeInt(name: string) {
+  return (v: string): number => {
+    const n = Number(v.replace(/_/g, ''));
+    if (!Number.isInteger(n) || n < 0) throw new ProvenantError('INPUT_INVALID', `${name} must be a whole number (0 or more), not "${v}"`);
+    return n;
+  };
+}
 
 function positiveInt(name: string) {
   return (v: string): number => {
@@ -90,6 +99,7 @@ interface RunOpts extends StoreOpts {
   subject?: string;
   follow?: boolean;
   limit?: number;
+  fromOffset?: number;
   onError?: FailurePolicy;
   output?: string;
   principal?: string;
@@ -205,6 +215,7 @@ async function runCommand(pipelineFile: string | undefined, opts: RunOpts, label
           runOptions: { pipeline: loaded.file, ...(opts.limit === undefined ? {} : { limit: opts.limit }) },
           ...(sink === undefined ? {} : { sink }),
           ...(opts.limit === undefined ? {} : { limit: opts.limit }),
+          ...(opts.fromOffset === undefined ? {} : { from: opts.fromOffset }),
           checkpoint: checkpointPolicy(opts),
           ...(opts.keepInput === undefined ? {} : { keepInput: opts.keepInput }),
           ...(opts.follow === undefined ? {} : { follow: opts.follow }),
@@ -340,6 +351,7 @@ export function buildProgram(): Command {
       .option('--nats <url>', 'NATS server for --jetstream (default nats://127.0.0.1:4222, or PROVENANT_NATS)')
       .option('--subject <subject>', 'with --jetstream: only messages on this subject')
       .option('--follow', 'keep waiting for new records at the end of a JetStream stream (Ctrl-C stops cleanly)')
+      .option('--from-offset <n>', 'start at this offset of the input (default: its first), e.g. to go on where an earlier run stopped', nonNegativeInt('--from-offset'))
       .option('--resume [runId]', 'go on with a crashed run from its last COMPLETE checkpoint (the given run, or the latest unfinished one of this pipeline over this input)'),
   ).action(async (pipeline: string | undefined, opts: RunOpts) => {
     if (pipeline === undefined && typeof opts.resume !== 'string') {
@@ -351,28 +363,10 @@ export function buildProgram(): Command {
   addRunOptions(
     program
       .command('demo')
-      .description('run the example flights pipeline over real data (vega-datasets flights-20k.json) into the store')
+      .description('the story of a bad deploy on real data (vega-datasets flights-20k.json): record it, replay it, bisect to the bad version, what-if the fix')
       .option('--input <file>', 'another input file (default: vega-datasets flights-20k.json)'),
-  ).action(async (opts: Omit<RunOpts, 'input'> & { input?: string }) => {
-    const pipeline = fileURLToPath(new URL('../../examples/flights/pipeline.ts', import.meta.url));
-    // After recording, replay every checkpoint with the recorded code and verify every output hash.
-    const verify: AfterRun = async (store, r) => {
-      if (r.checkpoints === 0 || r.status !== 'completed') return undefined;
-      const progress = new Progress('demo replay', opts.quiet === true || opts.json === true);
-      const rp = await replay(store, {
-        streamId: (await store.getCheckpoint(r.lastCheckpointId as string))?.streamId as string,
-        runId: r.runId,
-        context: { source: 'cli' },
-        onProgress: (p) => progress.update(p.records, `${count(p.diverged)} diverged`, p.totalRecords),
-      });
-      progress.done();
-      const text = [
-        `${rp.diverged === 0 ? paint('green', 'Replayed') : paint('red', 'Replayed')} its ${count(rp.checkpoints)} checkpoints with the recorded code: ${count(rp.executions)} executions, ${count(rp.matched)} matched, ${count(rp.diverged)} diverged (${count(Math.round((rp.records / Math.max(rp.durationMs, 1)) * 1000))} records/s)`,
-        `  Try: provenant checkpoints --run ${r.runId}   ·   provenant replay --stream ${rp.streamId} --from <checkpoint> --verify`,
-      ].join('\n');
-      return { json: { replay: rp }, text };
-    };
-    await runCommand(pipeline, { ...opts, input: opts.input ?? vegaDatasetPath('flights-20k.json') }, 'demo', verify);
+  ).action(async (opts: DemoOptions) => {
+    await runDemo(opts, { withStore, print });
   });
 
   const stream = program.command('stream').description('embedded stream logs: append-only, offset-addressed records');
@@ -670,6 +664,8 @@ export function buildProgram(): Command {
         );
       });
     });
+
+  addReplayToolCommands(program, { storeOption, withStore, print });
 
   return program;
 }

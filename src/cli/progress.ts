@@ -5,14 +5,17 @@
 export class Progress {
   readonly #label: string;
   readonly #quiet: boolean;
+  readonly #unit: string;
   readonly #started = Date.now();
   readonly #tty = process.stderr.isTTY === true;
   #lastPrint = 0;
   #printed = false;
 
-  constructor(label: string, quiet = false) {
+  /** @param unit what is counted (default `records`) */
+  constructor(label: string, quiet = false, unit = 'records') {
     this.#label = label;
     this.#quiet = quiet;
+    this.#unit = unit;
   }
 
   /** Report the current count (and an optional detail; with a total, a bar). Cheap to call often. */
@@ -24,7 +27,7 @@ export class Progress {
     this.#lastPrint = now;
     const rate = Math.round(done / (elapsed / 1000));
     const bar = total === undefined || total <= 0 ? '' : `${progressBar(done / total)} `;
-    const text = `${this.#label}: ${bar}${done.toLocaleString('en-US')}${total === undefined ? '' : ` of ${total.toLocaleString('en-US')}`} records, ${rate.toLocaleString('en-US')}/s${detail ? `, ${detail}` : ''} (${(elapsed / 1000).toFixed(1)} s)`;
+    const text = `${this.#label}: ${bar}${done.toLocaleString('en-US')}${total === undefined ? '' : ` of ${total.toLocaleString('en-US')}`} ${this.#unit}, ${rate.toLocaleString('en-US')}/s${detail ? `, ${detail}` : ''} (${(elapsed / 1000).toFixed(1)} s)`;
     if (this.#tty) process.stderr.write(`\r\u001b[2K${text}`);
     else process.stderr.write(`${text}\n`);
     this.#printed = true;

@@ -55,7 +55,9 @@ beforeAll(async () => {
   await ensureDist();
 });
 
-describe('demo store: init, demo, and the listing commands', () => {
+const FLIGHTS_20K = join(REPO_ROOT, 'node_modules', 'vega-datasets', 'data', 'flights-20k.json');
+
+describe('a store: init, a run and its verifying replay, and the listing commands', () => {
   const store = join(makeTempDir(), 'store');
   let normalizeIds: string[] = [];
   let demo: RunJson;
@@ -68,13 +70,15 @@ describe('demo store: init, demo, and the listing commands', () => {
     expect(again.stdout).toContain(`Store ready at ${store}`);
   });
 
-  it('demo --limit 300 records 300 flights through the three steps', async () => {
-    demo = await cliJson<RunJson>(['demo', '--store', store, '--limit', '300', '--json']);
+  it('run --limit 300 records 300 flights through the three steps; replay --verify reproduces them', async () => {
+    demo = await cliJson<RunJson>(['run', PIPELINE, '--input', FLIGHTS_20K, '--store', store, '--limit', '300', '--json']);
     expect(demo).toMatchObject({ status: 'completed', records: 300, outputs: 300, executions: 900, failed: 0, deadLettered: 0 });
     expect(demo.steps.normalize?.executions).toBe(300);
     expect(demo.steps.classify?.executions).toBe(300);
     expect(demo.steps.routeStats?.executions).toBe(300);
     expect(demo.storeStats.executions).toBe(900);
+    const replayed = await cliJson<{ executions: number; diverged: number }>(['replay', '--stream', `file:${FLIGHTS_20K}`, '--verify', '--store', store, '--json']);
+    expect(replayed).toMatchObject({ executions: 900, diverged: 0 });
   });
 
   it('executions --step normalize lists them (50 by default, with the total)', async () => {
@@ -143,12 +147,12 @@ describe('demo store: init, demo, and the listing commands', () => {
     }
   });
 
-  it('runs lists the demo run and its verifying replay, newest first, both ended', async () => {
+  it('runs lists the run and its verifying replay, newest first, both ended', async () => {
     const runs = await cliJson<RunInfo[]>(['runs', '--store', store, '--json']);
     expect(runs).toHaveLength(2);
     expect(runs[1]).toMatchObject({ id: demo.runId, kind: 'capture', name: 'flights', failurePolicy: 'dead-letter', context: { source: 'cli' } });
     expect(runs[1]?.end).toMatchObject({ status: 'completed', summary: { executions: 900, failed: 0 } });
-    expect(runs[0]).toMatchObject({ kind: 'replay', name: 'replay of flights', options: { replayOf: demo.runId, verify: true } });
+    expect(runs[0]).toMatchObject({ kind: 'replay', name: 'replay of flights', context: { source: 'cli' }, options: { replayOf: demo.runId, verify: true } });
     expect(runs[0]?.end).toMatchObject({ status: 'completed', summary: { executions: 900, matched: 900, diverged: 0 } });
     const human = await cli(['runs', '--store', store]);
     expect(human.stdout).toMatch(new RegExp(`${demo.runId}\\s+capture\\s+flights\\s+\\S+\\s+completed\\s+900`));
@@ -157,6 +161,36 @@ describe('demo store: init, demo, and the listing commands', () => {
   it('PROVENANT_STORE names the store when --store is not given', async () => {
     const list = await cliJson<{ total: number }>(['executions', '--json'], { PROVENANT_STORE: store });
     expect(list.total).toBe(900);
+  });
+});
+
+describe('demo', () => {
+  it('demo --limit 300 tells the bad-deploy story: two runs, a verified replay, bisect to the version responsible, a what-if with the fix', async () => {
+    const store = join(makeTempDir(), 'store');
+    const r = await cliJson<{
+      runs: RunJson[];
+      replays: { executions: number; matched: number; diverged: number }[];
+      bisect: { firstBadRecord: { offset: number } | null; firstBadExecution: { stepId: string; versionHash: string } | null; checkpointReplays: number };
+      whatIf: { records: number; steps: { stepId: string; changed: number }[]; recordedExecutions: number };
+      storeStats: { executions: number };
+    }>(['demo', '--store', store, '--limit', '300', '--json']);
+    const flights = (JSON.parse(readFileSync(FLIGHTS_20K, 'utf8')) as { delay: number }[]).slice(0, 300);
+    expect(r.runs.map((x) => [x.status, x.records, x.outputs, x.executions])).toEqual([
+      ['completed', 150, 150, 450],
+      ['completed', 150, 150, 450],
+    ]);
+    expect(r.runs[0]!.versions.normalize).not.toBe(r.runs[1]!.versions.normalize);
+    expect(r.runs[0]!.versions.classify).toBe(r.runs[1]!.versions.classify);
+    expect(r.replays.map((x) => [x.executions, x.matched, x.diverged])).toEqual([
+      [450, 450, 0],
+      [450, 450, 0],
+    ]);
+    const firstBad = 150 + flights.slice(150).findIndex((f) => Math.abs(f.delay) >= 60);
+    expect(r.bisect.firstBadRecord?.offset).toBe(firstBad);
+    expect(r.bisect.firstBadExecution).toMatchObject({ stepId: 'normalize', versionHash: r.runs[1]!.versions.normalize });
+    expect(r.whatIf.records).toBe(150);
+    expect(r.whatIf.steps.find((x) => x.stepId === 'normalize')?.changed).toBe(flights.slice(150).filter((f) => Math.abs(f.delay) >= 60).length);
+    expect(r.storeStats.executions).toBe(900 + r.whatIf.recordedExecutions);
   });
 });
 
