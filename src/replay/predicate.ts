@@ -9,15 +9,11 @@
  * this process, like a pipeline file (`pipeline/load.ts`): it is code the user runs from the command
  * line, not recorded step code.
  */
-import { build } from 'esbuild';
 import { existsSync } from 'node:fs';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { resolve } from 'node:path';
+import { importBundled } from '../pipeline/import-bundled.js';
 import { ProvenantError } from '../errors.js';
 import type { ContentHash } from '../hash/canonical.js';
-import { sha256 } from '../hash/canonical.js';
 
 /** Where the output a predicate judges comes from. */
 export interface PredicateInfo {
@@ -49,35 +45,10 @@ export async function loadPredicate(path: string, exportName = 'default'): Promi
     });
   };
   if (!existsSync(file)) fail('does not exist');
-  let code = '';
-  try {
-    const result = await build({
-      entryPoints: [file],
-      bundle: true,
-      write: false,
-      format: 'esm',
-      platform: 'node',
-      target: 'node20',
-      logLevel: 'silent',
-    });
-    code = result.outputFiles[0]?.text ?? '';
-  } catch (err) {
-    const errors = (err as { errors?: { text: string; location?: { file: string; line: number } | null }[] }).errors ?? [];
-    fail(`cannot be built\n${errors.map((e) => (e.location ? `${e.location.file}:${e.location.line}: ${e.text}` : e.text)).join('\n') || String(err)}`, err);
-  }
-  // The bundle holds what the module imports (npm packages too); it is imported from a temp file.
-  const dir = join(tmpdir(), 'provenant-predicates');
-  await mkdir(dir, { recursive: true });
-  const temp = join(dir, `${sha256(code).slice(7, 23)}-${process.pid}.mjs`);
-  await writeFile(temp, code);
-  let mod: Record<string, unknown> = {};
-  try {
-    mod = (await import(pathToFileURL(temp).href)) as Record<string, unknown>;
-  } catch (err) {
-    fail(`throws when loaded: ${String(err)}`, err);
-  } finally {
-    await rm(temp, { force: true });
-  }
+  const mod = await importBundled(file, {
+    tempFolder: 'provenant-predicates',
+    fail: (stage, message, cause) => fail(stage === 'build' ? `cannot be built\n${message}` : `throws when loaded: ${message}`, cause),
+  });
   const fn = mod[exportName];
   if (typeof fn !== 'function') return fail(`has no function export "${exportName}"`);
   return fn as OutputPredicate;
