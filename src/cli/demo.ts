@@ -25,8 +25,8 @@ import { replay, type ReplayResult } from '../replay/range.js';
 import { vegaDatasetPath } from '../sources/datasets.js';
 import { FileSource, readRecords } from '../sources/files.js';
 import type { FailurePolicy } from '../store/records.js';
-import type { Store } from '../store/store.js';
 import { whatIf } from '../whatif/whatif.js';
+import { print, withStore } from './common.js';
 import { count, paint, shortHash, table } from './format.js';
 import { Progress } from './progress.js';
 import { bisectSummaryText, whatIfSummaryText } from './replay-tools.js';
@@ -47,16 +47,10 @@ export interface DemoOptions {
   json?: boolean;
 }
 
-/** What the demo needs from the CLI's main module. */
-export interface DemoHelpers {
-  readonly withStore: <T>(opts: { store: string }, create: boolean, fn: (store: Store) => Promise<T>) => Promise<T>;
-  readonly print: (json: boolean, value: unknown, human: () => string) => void;
-}
-
 const example = (rel: string): string => fileURLToPath(new URL(`../../examples/flights/${rel}`, import.meta.url));
 
 /** Run the demo (see the module comment). */
-export async function runDemo(opts: DemoOptions, h: DemoHelpers): Promise<void> {
+export async function runDemo(opts: DemoOptions): Promise<void> {
   if (opts.checkpoints === false) {
     throw new ProvenantError('INPUT_INVALID', 'the demo needs checkpoints (bisect and what-if replay checkpoint ranges); leave out --no-checkpoints');
   }
@@ -69,7 +63,7 @@ export async function runDemo(opts: DemoOptions, h: DemoHelpers): Promise<void> 
   const v2 = await loadPipelineFile(example('pipeline-v2.ts'));
   const checkpoint = { everyRecords: opts.checkpointEvery ?? 2_000, intervalMs: opts.checkpointInterval ?? 60_000 };
 
-  const out = await h.withStore(opts, true, async (store) => {
+  const out = await withStore(opts, true, async (store) => {
     const runs: PipelineResult[] = [];
     for (const [part, loaded, from, to] of [
       [1, v1, 0, half],
@@ -154,7 +148,7 @@ export async function runDemo(opts: DemoOptions, h: DemoHelpers): Promise<void> 
   const w = out.whatIf;
   const executions = run1.executions + run2.executions;
   const rate = Math.round((executions / Math.max(run1.durationMs + run2.durationMs, 1)) * 1000);
-  h.print(opts.json === true, { runs: [run1, run2], replays, bisect: b, whatIf: w, store: location, storeStats: stats }, () =>
+  print(opts.json === true, { runs: [run1, run2], replays, bisect: b, whatIf: w, store: location, storeStats: stats }, () =>
     [
       `${paint('bold', '1. A bad deploy, recorded')}: the flights of ${rel(input)} through ${rel(v1.file)}, then, from offset ${count(half)}, with normalize v2 (${rel(v2.file)})`,
       `  into ${location}: ${count(run1.records + run2.records)} records → ${count(run1.outputs + run2.outputs)} outputs; ${count(executions)} executions (${count(rate)}/s), ${count(run1.failed + run2.failed)} failed`,

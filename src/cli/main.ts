@@ -24,39 +24,15 @@ import { replay, type ReplayResult } from '../replay/range.js';
 import { appendRecords, LogSource } from '../stream/log.js';
 import { FileSource, formatOf, readRecords, valuesOf } from '../sources/files.js';
 import type { CheckpointRecord, ExecutionRecord, FailurePolicy } from '../store/records.js';
-import { DEFAULT_STORE, openStore } from '../store/open.js';
 import type { Store } from '../store/store.js';
 import { PROVENANT_VERSION } from '../version.js';
 import { exitWith } from './errors.js';
+import { print, printList, storeOption, withStore, type StoreOpts } from './common.js';
 import { count, durationUs, foldedJson, isoUs, paint, shortHash, table } from './format.js';
 import { Progress } from './progress.js';
 import { runDemo, type DemoOptions } from './demo.js';
 import { addReplayToolCommands } from './replay-tools.js';
 
-interface StoreOpts {
-  store: string;
-}
-
-const storeOption = (): Option =>
-  new Option('--store <dir>', 'store folder').default(process.env.PROVENANT_STORE ?? DEFAULT_STORE).env('PROVENANT_STORE');
-
-async function withStore<T>(opts: StoreOpts, create: boolean, fn: (store: Store) => Promise<T>): Promise<T> {
-  const store = await openStore(opts.store, { create });
-  try {
-    return await fn(store);
-  } finally {
-    await store.close();
-  }
-}
-
-function print(json: boolean, value: unknown, human: () => string): void {
-  process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : `${human()}\n`);
-}
-
-/** Print a list: as JSON, or `empty` when there is nothing, or the human rendering. */
-function printList<T>(json: boolean, list: readonly T[], empty: string, human: (items: readonly T[]) => string): void {
-  print(json, list, () => (list.length === 0 ? empty : human(list)));
-}
 
 
 function nonNegativeInt(name: string) {
@@ -164,15 +140,12 @@ function stopSignal(follow: boolean | undefined): AbortSignal | undefined {
   return controller.signal;
 }
 
-/** Work done after a run, inside the same store session (the demo's replay): JSON to merge, text to print. */
-type AfterRun = (store: Store, result: PipelineResult) => Promise<{ json: Record<string, unknown>; text: string } | undefined>;
-
-async function runCommand(pipelineFile: string | undefined, opts: RunOpts, label = 'run', after?: AfterRun): Promise<void> {
+async function runCommand(pipelineFile: string | undefined, opts: RunOpts): Promise<void> {
   const resumeId = typeof opts.resume === 'string' ? opts.resume : undefined;
   if (resumeId === undefined) checkOneSource(opts);
   const loaded = pipelineFile === undefined ? undefined : await loadPipelineFile(pipelineFile);
   const name = loaded?.definition.name ?? `run ${resumeId ?? ''}`;
-  const progress = new Progress(`${label} ${name}`, opts.quiet === true || opts.json === true);
+  const progress = new Progress(`run ${name}`, opts.quiet === true || opts.json === true);
   const signal = stopSignal(opts.follow);
   const onProgress = (p: PipelineProgress): void =>
     progress.update(p.records, `${count(p.executions)} executions, ${count(p.failed)} failed, ${count(p.checkpoints)} checkpoints`);
@@ -228,11 +201,10 @@ async function runCommand(pipelineFile: string | undefined, opts: RunOpts, label
       }
     }
     progress.done();
-    const extra = after === undefined ? undefined : await after(store, r);
     const stats = await store.stats();
-    return { result: { ...r, ...(extra?.json ?? {}), store: store.location, storeStats: stats }, text: extra?.text };
+    return { ...r, store: store.location, storeStats: stats };
   });
-  print(opts.json === true, result.result, () => runSummaryText(result.result) + (result.text === undefined ? '' : `\n\n${result.text}`));
+  print(opts.json === true, result, () => runSummaryText(result));
 }
 
 /** The latest capture run of a pipeline over a stream that has not ended, if any. */
@@ -366,7 +338,7 @@ export function buildProgram(): Command {
       .description('the story of a bad deploy on real data (vega-datasets flights-20k.json): record it, replay it, bisect to the bad version, what-if the fix')
       .option('--input <file>', 'another input file (default: vega-datasets flights-20k.json)'),
   ).action(async (opts: DemoOptions) => {
-    await runDemo(opts, { withStore, print });
+    await runDemo(opts);
   });
 
   const stream = program.command('stream').description('embedded stream logs: append-only, offset-addressed records');
@@ -665,7 +637,7 @@ export function buildProgram(): Command {
       });
     });
 
-  addReplayToolCommands(program, { storeOption, withStore, print });
+  addReplayToolCommands(program);
 
   return program;
 }

@@ -4,7 +4,7 @@
  * checkpoint and execution whose output went bad). Their summaries are also what `provenant demo`
  * prints.
  */
-import type { Command, Option } from 'commander';
+import type { Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
@@ -20,13 +20,7 @@ import type { Store } from '../store/store.js';
 import { whatIf, type WhatIfResult } from '../whatif/whatif.js';
 import { count, isoUs, paint, shortHash, table } from './format.js';
 import { Progress } from './progress.js';
-
-/** What the commands need from the CLI's main module. */
-export interface CliHelpers {
-  readonly storeOption: () => Option;
-  readonly withStore: <T>(opts: { store: string }, create: boolean, fn: (store: Store) => Promise<T>) => Promise<T>;
-  readonly print: (json: boolean, value: unknown, human: () => string) => void;
-}
+import { print, storeOption, withStore } from './common.js';
 
 const STEP_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
@@ -253,11 +247,11 @@ export function bisectSummaryText(r: BisectResult): string {
 }
 
 /** Add `debug`, `whatif` and `bisect` to the program. */
-export function addReplayToolCommands(program: Command, h: CliHelpers): void {
+export function addReplayToolCommands(program: Command): void {
   program
     .command('debug')
     .description('step through a replay of a range of checkpoints, execution by execution (commands from a terminal or piped standard input)')
-    .addOption(h.storeOption())
+    .addOption(storeOption())
     .requiredOption('--stream <id>', 'the stream whose checkpoints to replay (see `provenant checkpoints`)')
     .option('--from <checkpoint>', 'first checkpoint (id or unique prefix; default: the run\'s first)')
     .option('--to <checkpoint>', 'last checkpoint, inclusive (default: the run\'s last ended one)')
@@ -272,7 +266,7 @@ export function addReplayToolCommands(program: Command, h: CliHelpers): void {
       if (opts.input !== undefined && !existsSync(opts.input)) {
         throw new ProvenantError('INPUT_INVALID', `input file ${resolve(opts.input)} does not exist`, { context: { file: resolve(opts.input) } });
       }
-      const summary = await h.withStore(opts, false, async (store) =>
+      const summary = await withStore(opts, false, async (store) =>
         runDebugger({
           store,
           streamId: opts.stream,
@@ -288,13 +282,13 @@ export function addReplayToolCommands(program: Command, h: CliHelpers): void {
           color: process.stdout.isTTY === true && process.env.NO_COLOR === undefined,
         }),
       );
-      if (opts.json === true) h.print(true, summary, () => '');
+      if (opts.json === true) print(true, summary, () => '');
     });
 
   program
     .command('whatif')
     .description('replay a range of checkpoints with other code or params for chosen steps; report what changes, with per-record RFC 6902 diffs (a run of its own; history is unchanged)')
-    .addOption(h.storeOption())
+    .addOption(storeOption())
     .requiredOption('--stream <id>', 'the stream whose checkpoints to replay')
     .option('--from <checkpoint>', 'first checkpoint (id or unique prefix; default: the run\'s first)')
     .option('--to <checkpoint>', 'last checkpoint, inclusive (default: the run\'s last ended one)')
@@ -332,7 +326,7 @@ export function addReplayToolCommands(program: Command, h: CliHelpers): void {
           throw new ProvenantError('INPUT_INVALID', `input file ${resolve(opts.input)} does not exist`, { context: { file: resolve(opts.input) } });
         }
         const progress = new Progress(`what-if ${opts.stream}`, opts.quiet === true || opts.json === true);
-        const result = await h.withStore(opts, false, async (store) =>
+        const result = await withStore(opts, false, async (store) =>
           whatIf(store, {
             streamId: opts.stream,
             ...(opts.from === undefined ? {} : { from: opts.from }),
@@ -348,14 +342,14 @@ export function addReplayToolCommands(program: Command, h: CliHelpers): void {
         );
         progress.done();
         if (opts.out !== undefined) await writeFile(opts.out, `${JSON.stringify(result, null, 2)}\n`);
-        h.print(opts.json === true, result, () => whatIfSummaryText(result, opts.diffs ?? 3) + (opts.out === undefined ? '' : `\n  Report written to ${resolve(opts.out)}`));
+        print(opts.json === true, result, () => whatIfSummaryText(result, opts.diffs ?? 3) + (opts.out === undefined ? '' : `\n  Report written to ${resolve(opts.out)}`));
       },
     );
 
   program
     .command('bisect')
     .description('find the first checkpoint whose outputs a predicate rejects (binary search, O(log n) checkpoint replays), then the first bad execution in it: step, version, input, params, output')
-    .addOption(h.storeOption())
+    .addOption(storeOption())
     .requiredOption('--stream <id>', 'the stream to search (its checkpoints across runs, in offset order)')
     .requiredOption('--good <module>', 'predicate module: export default function good(output, record, info): boolean')
     .option('--from <checkpoint>', 'first checkpoint to search (default: the first)')
@@ -370,7 +364,7 @@ export function addReplayToolCommands(program: Command, h: CliHelpers): void {
         throw new ProvenantError('INPUT_INVALID', `input file ${resolve(opts.input)} does not exist`, { context: { file: resolve(opts.input) } });
       }
       const progress = new Progress(`bisect ${opts.stream}`, opts.quiet === true || opts.json === true, 'checkpoint replays');
-      const result = await h.withStore(opts, false, (store) =>
+      const result = await withStore(opts, false, (store) =>
         bisect(store, {
           streamId: opts.stream,
           good,
@@ -383,6 +377,6 @@ export function addReplayToolCommands(program: Command, h: CliHelpers): void {
         }),
       );
       progress.done();
-      h.print(opts.json === true, result, () => bisectSummaryText(result));
+      print(opts.json === true, result, () => bisectSummaryText(result));
     });
 }

@@ -3,7 +3,7 @@
  * store (values content-addressed like every other value). Appending assigns offsets 0, 1, 2…
  * with no gaps; reading gives records back in offset order with their offsets.
  */
-import { decodeValue, encodeValue } from '../hash/canonical.js';
+import { encodeValue } from '../hash/canonical.js';
 import type { RecordSource, SourceReadOptions, SourceRecord, SourceSpec } from '../sources/source.js';
 import type { JsonValue } from '../hash/canonical.js';
 import type { StreamValue } from '../store/records.js';
@@ -79,12 +79,7 @@ export async function* readLog(store: Store, streamId: string, options: ReadLogO
       context: { streamId, from, to },
     });
   }
-  for (let at = from; at < to; ) {
-    const entries = await store.readStream(streamId, { from: at, to, limit: 1000 });
-    if (entries.length === 0) break;
-    for (const e of entries) yield { offset: e.offset, value: decodeValue(await store.getBlob(e.hash), e.encoding) };
-    at = (entries[entries.length - 1]?.offset ?? at) + 1;
-  }
+  for await (const r of new LogSource(store, streamId).read({ from, to })) yield { offset: r.offset, value: r.value };
 }
 
 /**

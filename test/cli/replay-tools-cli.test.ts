@@ -130,6 +130,7 @@ describe('provenant debug, scripted through piped standard input', () => {
 });
 
 const tmuxAvailable = existsSync('/usr/bin/tmux') || existsSync('/usr/local/bin/tmux');
+if (!tmuxAvailable && process.env.CI === 'true') throw new Error('tmux is not installed; CI must install it (apt-get install tmux) to test the debugger in a real terminal');
 if (!tmuxAvailable) console.warn('\n⚠ SKIPPED "provenant debug in a real terminal": tmux is not installed (apt-get install tmux)\n');
 
 describe.skipIf(!tmuxAvailable)('provenant debug in a real terminal (tmux)', () => {
