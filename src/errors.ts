@@ -26,7 +26,17 @@ export type ErrorCode =
   | 'RUN_CLOSED'
   | 'DETERMINISM_VIOLATION'
   | 'SOURCE_UNAVAILABLE'
-  | 'CHECKPOINT_INVALID';
+  | 'CHECKPOINT_INVALID'
+  /** An as-of time after now. */
+  | 'AS_OF_IN_FUTURE'
+  /** A recomputation produced bytes whose hash differs from the recorded one. */
+  | 'RECOMPUTE_DIVERGED'
+  /** Work stopped at its time or memory budget. */
+  | 'BUDGET_EXCEEDED'
+  /** Missing, expired or revoked credentials, or rights that do not cover the request. */
+  | 'UNAUTHORIZED'
+  /** The store's history does not match its records, tree heads or signatures. */
+  | 'TAMPERED';
 
 /** Options shared by every {@link ProvenantError}. */
 export interface ProvenantErrorOptions {

@@ -19,6 +19,8 @@ export function exitCodeOf(code: ErrorCode): number {
     case 'STEP_NOT_FOUND':
     case 'RUN_CLOSED':
     case 'CHECKPOINT_INVALID':
+    case 'AS_OF_IN_FUTURE':
+    case 'UNAUTHORIZED':
       return 2;
     case 'BLOB_CORRUPT':
     case 'BLOB_MISSING':
@@ -26,6 +28,8 @@ export function exitCodeOf(code: ErrorCode): number {
     case 'ARTIFACT_CORRUPT':
     case 'APPEND_ONLY':
     case 'DETERMINISM_VIOLATION':
+    case 'RECOMPUTE_DIVERGED':
+    case 'TAMPERED':
       return 3;
     case 'STEP_FAILED':
       return 4;
@@ -33,6 +37,7 @@ export function exitCodeOf(code: ErrorCode): number {
     case 'STORE_TOO_NEW':
     case 'STORE_BUSY':
     case 'SOURCE_UNAVAILABLE':
+    case 'BUDGET_EXCEEDED':
       return 5;
   }
 }
