@@ -8,6 +8,7 @@ import { ProvenantError } from '../../errors.js';
 import { hashToBytes } from '../../hash/canonical.js';
 import type { CheckpointTransition } from '../records.js';
 import { CheckpointWriter } from './checkpoints.js';
+import { MerkleLogWriter } from './merkle-log.js';
 import { type PackedBatch, unpackBatch } from './packed-batch.js';
 
 /** Pragmas every connection to a store uses (see sqlite-store.ts for the model). */
@@ -29,11 +30,14 @@ export class BatchApplier {
   readonly #streamSeq = new Map<string, number>();
   readonly #stmt;
   readonly #checkpoints: CheckpointWriter;
+  readonly #log: MerkleLogWriter;
 
+  /** `location`: the store folder (where the signing key is). */
   constructor(db: Database.Database, location: string) {
     this.#db = db;
     this.#location = location;
-    this.#checkpoints = new CheckpointWriter(db, location);
+    this.#log = new MerkleLogWriter(db, location);
+    this.#checkpoints = new CheckpointWriter(db, location, this.#log);
     this.#stmt = {
       insertBlob: db.prepare('INSERT OR IGNORE INTO blobs (hash, size, location, bytes) VALUES (?, ?, ?, ?)'),
       insertExecution: db.prepare(`
@@ -65,6 +69,20 @@ export class BatchApplier {
     const contexts = d.contexts.map(([h, json]) => this.internContext(h, json));
     const streams = d.streams.map((id) => this.internStream(id));
     for (const v of values) s.insertBlob.run(v.digest, v.size, v.location, v.bytes);
+    // Leaves first (a clean range is checked against the executions already stored), per run.
+    if (executions.length > 0) {
+      const first = executions[0] as (typeof executions)[number];
+      if (executions.every((e) => e.run === first.run)) this.#log.appendExecutions(runs[first.run] as number, executions);
+      else {
+        const byRun = new Map<number, typeof executions>();
+        for (const e of executions) {
+          const list = byRun.get(e.run) ?? [];
+          list.push(e);
+          byRun.set(e.run, list);
+        }
+        for (const [run, list] of byRun) this.#log.appendExecutions(runs[run] as number, list);
+      }
+    }
     for (const e of executions) {
       s.insertExecution.run(
         e.id,
@@ -109,6 +127,7 @@ export class BatchApplier {
     } catch (err) {
       this.#contextSeq.clear();
       this.#streamSeq.clear();
+      this.#log.reset();
       throw err;
     }
   }

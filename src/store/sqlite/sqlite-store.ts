@@ -63,6 +63,7 @@ import type {
 } from '../records.js';
 import { CHECKPOINT_INLINE_MAX, type BlobLocation, type ExecutionBatchBuilder, type Store, type StoreCapabilities, type StoreStats } from '../store.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
+import { createSigningKey } from '../../merkle/head.js';
 
 /** Options of {@link SqliteStore.open}. */
 export interface SqliteStoreOptions {
@@ -175,6 +176,8 @@ export class SqliteStore implements Store {
       checkSchemaVersion(db, root);
       configureConnection(db);
       migrate(db, root);
+      // Every COMPLETE checkpoint carries a signed tree head: a store gets its key when first opened.
+      createSigningKey(root);
     } catch (err) {
       db.close();
       throw err;
@@ -600,6 +603,7 @@ function migrate(db: Database.Database, root: string): void {
     if (m.version <= current) continue;
     db.transaction(() => {
       db.exec(m.sql);
+      m.after?.(db);
       db.prepare('INSERT INTO schema_migrations (version, name, applied) VALUES (?, ?, ?)').run(m.version, m.name, Date.now());
     }).immediate();
   }
