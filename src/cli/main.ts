@@ -32,7 +32,7 @@ import { count, durationUs, foldedJson, isoUs, paint, shortHash, table } from '.
 import { Progress } from './progress.js';
 import { runDemo, type DemoOptions } from './demo.js';
 import { addReplayToolCommands } from './replay-tools.js';
-import { addTamperCommands } from './tamper.js';
+import { addExportCommand, addTamperCommands } from './tamper.js';
 
 
 
@@ -640,6 +640,7 @@ export function buildProgram(): Command {
 
   addReplayToolCommands(program);
   addTamperCommands(program);
+  addExportCommand(program);
 
   return program;
 }

@@ -1,5 +1,5 @@
 /**
- * Tamper-evidence commands: `keys create|show`, `proof`, `verify-proof`, `verify`.
+ * Tamper-evidence commands (`keys create|show`, `proof`, `verify-proof`, `verify`) and `export`.
  */
 import { createPublicKey } from 'node:crypto';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -9,6 +9,7 @@ import type { JsonValue } from '../hash/canonical.js';
 import { createSigningKey, keyId, loadSigningKey, parsePublicKey, signingKeyPath, type SignedTreeHead } from '../merkle/head.js';
 import { proveConsistency, proveInclusion, verifyProofFile, type ProofFile } from '../merkle/proof.js';
 import { verifyStore } from '../merkle/verify.js';
+import { emitOpenLineage, exportFormat, exportFormats, lineageEndpoint, openLineageEvents, type ExportScope } from '../export/index.js';
 import { SqliteStore } from '../store/sqlite/sqlite-store.js';
 import type { Store } from '../store/store.js';
 import { print, storeOption, withStore, type StoreOpts } from './common.js';
@@ -179,4 +180,65 @@ export function addTamperCommands(program: Command): void {
         if (!report.intact) process.exitCode = 3;
       });
     });
+}
+
+/** Add `provenant export`. */
+export function addExportCommand(program: Command): void {
+  program
+    .command('export')
+    .description(`export history in a standard format: ${exportFormats().map((f) => f.name).join(', ')}`)
+    .requiredOption('--format <name>', `one of ${exportFormats().map((f) => f.name).join(', ')}`)
+    .option('--stream <id>', 'only executions of this stream')
+    .option('--from <offset>', 'with --stream: from this offset (inclusive)', (v) => parseWhole(v, '--from'))
+    .option('--to <offset>', 'with --stream: to this offset (exclusive)', (v) => parseWhole(v, '--to'))
+    .option('--run <runId>', "only this run's executions")
+    .option('--as-of <time>', 'history as it stood then (ISO 8601): executions ended by that time')
+    .option('--out <file>', 'write there instead of stdout')
+    .option('--emit <url>', 'openlineage: post the events to this consumer (Marquez: http://host:5000, POST /api/v1/lineage)')
+    .addOption(storeOption())
+    .option('--json', 'machine-readable summary (with --out or --emit)')
+    .action(async (opts: StoreOpts & { format: string; stream?: string; from?: number; to?: number; run?: string; asOf?: string; out?: string; emit?: string; json?: boolean }) => {
+      const format = exportFormat(opts.format);
+      let asOfUs: number | undefined;
+      if (opts.asOf !== undefined) {
+        const ms = Date.parse(opts.asOf);
+        if (Number.isNaN(ms)) throw new ProvenantError('INPUT_INVALID', `--as-of ${opts.asOf} is not a time`, { hint: 'Give an ISO 8601 time, e.g. 2026-03-01T00:00:00Z.' });
+        if (ms > Date.now()) throw new ProvenantError('AS_OF_IN_FUTURE', `--as-of ${opts.asOf} is in the future`, { hint: 'Give a past time, or leave --as-of out for now.' });
+        asOfUs = ms * 1000;
+      }
+      if (opts.emit !== undefined && format.name !== 'openlineage') {
+        throw new ProvenantError('INPUT_INVALID', '--emit posts OpenLineage events: use it with --format openlineage', {});
+      }
+      const scope: ExportScope = {
+        ...(opts.stream === undefined ? {} : { streamId: opts.stream }),
+        ...(opts.from === undefined ? {} : { from: opts.from }),
+        ...(opts.to === undefined ? {} : { to: opts.to }),
+        ...(opts.run === undefined ? {} : { runId: opts.run }),
+        ...(asOfUs === undefined ? {} : { asOfUs }),
+      };
+      await withStore(opts, false, async (store) => {
+        if (opts.emit !== undefined) {
+          const events = await openLineageEvents(store, scope);
+          const sent = await emitOpenLineage(opts.emit, events);
+          print(opts.json === true, { sent, url: lineageEndpoint(opts.emit) }, () => `Posted ${count(sent)} OpenLineage events to ${lineageEndpoint(opts.emit ?? '')}`);
+          return;
+        }
+        const chunks: string[] = [];
+        await format.export(store, scope, (text) => {
+          if (opts.out === undefined) process.stdout.write(text);
+          else chunks.push(text);
+        });
+        if (opts.out !== undefined) {
+          const text = chunks.join('');
+          writeFileSync(opts.out, text);
+          print(opts.json === true, { format: format.name, out: opts.out, bytes: Buffer.byteLength(text) }, () => `Wrote ${format.description} to ${opts.out ?? ''} (${count(Buffer.byteLength(text))} bytes)`);
+        }
+      });
+    });
+}
+
+function parseWhole(v: string, what: string): number {
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < 0) throw new ProvenantError('INPUT_INVALID', `${what} ${v} is not a whole number ≥ 0`, {});
+  return n;
 }
