@@ -5,6 +5,7 @@
  * local HTTP receiver (with a retry after a 503, and a clear error when it refuses). Every
  * execution must appear with its inputs, its output, its step and its principal.
  */
+/* eslint-disable @typescript-eslint/no-explicit-any -- OpenLineage events are read as plain JSON and checked field by field (and against the schema) */
 import { execFileSync } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
