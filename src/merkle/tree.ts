@@ -7,22 +7,34 @@
  * Pure functions, no store: the log (`log.ts`) and the proof commands build on them, and third
  * parties can check a proof with only these few functions.
  */
-import { createHash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 
 const LEAF = Buffer.from([0]);
-const NODE = Buffer.from([1]);
 
 /** SHA-256 of the empty string: the root of the empty tree. */
 export const EMPTY_ROOT: Buffer = createHash('sha256').digest();
 
+// One-shot hashing over a reused scratch buffer: about twice as fast as a Hash object per call.
+const leafScratch = Buffer.alloc(33);
+const nodeScratch = Buffer.alloc(65, 1);
+
 /** The leaf hash of an entry: SHA-256(0x00 ‖ entry). */
 export function leafHash(entry: Uint8Array): Buffer {
+  if (entry.byteLength === 32) {
+    leafScratch.set(entry, 1);
+    return hash('sha256', leafScratch, 'buffer') as Buffer;
+  }
   return createHash('sha256').update(LEAF).update(entry).digest();
 }
 
 /** The hash of an interior node: SHA-256(0x01 ‖ left ‖ right). */
 export function nodeHash(left: Uint8Array, right: Uint8Array): Buffer {
-  return createHash('sha256').update(NODE).update(left).update(right).digest();
+  if (left.byteLength === 32 && right.byteLength === 32) {
+    nodeScratch.set(left, 1);
+    nodeScratch.set(right, 33);
+    return hash('sha256', nodeScratch, 'buffer') as Buffer;
+  }
+  return createHash('sha256').update(Buffer.from([1])).update(left).update(right).digest();
 }
 
 /** The largest power of two strictly below n (n ≥ 2). */

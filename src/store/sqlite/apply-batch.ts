@@ -32,11 +32,11 @@ export class BatchApplier {
   readonly #checkpoints: CheckpointWriter;
   readonly #log: MerkleLogWriter;
 
-  /** `location`: the store folder (where the signing key is). */
-  constructor(db: Database.Database, location: string) {
+  /** `location`: the store folder (where the signing key is); `tamperEvidence`: append to the Merkle log (default true). */
+  constructor(db: Database.Database, location: string, tamperEvidence = true) {
     this.#db = db;
     this.#location = location;
-    this.#log = new MerkleLogWriter(db, location);
+    this.#log = new MerkleLogWriter(db, location, tamperEvidence);
     this.#checkpoints = new CheckpointWriter(db, location, this.#log);
     this.#stmt = {
       insertBlob: db.prepare('INSERT OR IGNORE INTO blobs (hash, size, location, bytes) VALUES (?, ?, ?, ?)'),

@@ -38,9 +38,12 @@ export class MerkleLogWriter {
   #cached: { seq: number; frontier: Frontier } | undefined;
   #key: { key: KeyObject; seq: number | undefined } | undefined;
 
-  /** `storeDir`: where the signing key is (undefined: heads are not signed). */
-  constructor(db: Database.Database, storeDir?: string) {
+  readonly #enabled: boolean;
+
+  /** `storeDir`: where the signing key is (undefined: heads are not signed); `enabled`: false appends nothing (benchmarks only). */
+  constructor(db: Database.Database, storeDir?: string, enabled = true) {
     this.#storeDir = storeDir;
+    this.#enabled = enabled;
     this.#stmt = {
       last: db.prepare('SELECT seq, tree_size, frontier FROM merkle_segments ORDER BY seq DESC LIMIT 1'),
       insert: db.prepare(
@@ -63,7 +66,7 @@ export class MerkleLogWriter {
 
   /** Append a segment of leaves. Call inside a transaction. */
   append(segment: LogSegment): void {
-    if (segment.entries.length === 0) return;
+    if (segment.entries.length === 0 || !this.#enabled) return;
     const frontier = this.#frontier().clone();
     for (const entry of segment.entries) frontier.push(leafHash(entry));
     const info = this.#stmt.insert.run(
@@ -85,7 +88,7 @@ export class MerkleLogWriter {
    * above the run's current largest.
    */
   appendExecutions(runSeq: number, executions: readonly { id: Buffer; recordHash: Buffer }[]): void {
-    if (executions.length === 0) return;
+    if (executions.length === 0 || !this.#enabled) return;
     const max = (this.#stmt.maxId.get(runSeq) as { id: Buffer | null }).id;
     let clean = max === null || Buffer.compare(executions[0]!.id, max) > 0;
     for (let i = 1; clean && i < executions.length; i++) clean = Buffer.compare(executions[i - 1]!.id, executions[i]!.id) < 0;
@@ -107,6 +110,7 @@ export class MerkleLogWriter {
 
   /** Record a tree head for a checkpoint, signed when the store has a key. Call inside a transaction. */
   recordHead(checkpointSeq: number): void {
+    if (!this.#enabled) return;
     const { size, root } = this.head();
     const timestampUs = nowUs();
     const key = this.#signingKey();

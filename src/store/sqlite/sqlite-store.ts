@@ -73,6 +73,12 @@ export interface SqliteStoreOptions {
   readonly inlineBlobMaxBytes?: number;
   /** Commit execution batches on a writer thread. Default: true. */
   readonly writerThread?: boolean;
+  /**
+   * Append records to the Merkle log and sign tree heads. Default: true. Off only to measure
+   * what the log costs (the benchmark): records written without it are not in the log, and
+   * `verify` reports them.
+   */
+  readonly tamperEvidence?: boolean;
 }
 
 /** File name of the SQLite database inside a store folder. */
@@ -142,15 +148,15 @@ export class SqliteStore implements Store {
   readonly #writer: WriterThread | undefined;
   readonly #stmt: ReturnType<typeof prepareStatements>;
 
-  private constructor(dir: string, db: Database.Database, inlineMax: number, writerThread: boolean) {
+  private constructor(dir: string, db: Database.Database, inlineMax: number, writerThread: boolean, tamperEvidence: boolean) {
     this.location = dir;
     this.#db = db;
     this.#inlineMax = inlineMax;
     this.#files = new FileBlobs(join(dir, 'blobs'), join(dir, 'tmp'));
     this.#stmt = prepareStatements(db);
-    this.#applier = new BatchApplier(db, dir);
+    this.#applier = new BatchApplier(db, dir, tamperEvidence);
     const script = writerThread ? writerScript() : undefined;
-    this.#writer = script === undefined ? undefined : new WriterThread(script, join(dir, DATABASE_FILE), dir);
+    this.#writer = script === undefined ? undefined : new WriterThread(script, join(dir, DATABASE_FILE), dir, tamperEvidence);
   }
 
   /**
@@ -182,7 +188,7 @@ export class SqliteStore implements Store {
       db.close();
       throw err;
     }
-    return new SqliteStore(root, db, options.inlineBlobMaxBytes ?? DEFAULT_INLINE_MAX, options.writerThread ?? true);
+    return new SqliteStore(root, db, options.inlineBlobMaxBytes ?? DEFAULT_INLINE_MAX, options.writerThread ?? true, options.tamperEvidence ?? true);
   }
 
   /** Path of the SQLite database file. */
@@ -696,8 +702,8 @@ class WriterThread {
   #next = 1;
   #broken: ProvenantError | undefined;
 
-  constructor(script: URL, databasePath: string, location: string) {
-    this.#worker = new Worker(script, { workerData: { databasePath, location } });
+  constructor(script: URL, databasePath: string, location: string, tamperEvidence: boolean) {
+    this.#worker = new Worker(script, { workerData: { databasePath, location, tamperEvidence } });
     this.#worker.unref();
     this.#worker.on('message', (msg: { id: number; error?: { code?: string; message: string; hint?: string; context?: Record<string, unknown> } }) => {
       const p = this.#pending.get(msg.id);
