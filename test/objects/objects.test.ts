@@ -321,6 +321,46 @@ describe('materialization policies and gc', () => {
     }
   });
 
+  it('applies a step\'s own policy over the store\'s, and the cost policy keeps what is read often', async () => {
+    const store = await openStore(join(makeTempDir(), 'store'));
+    try {
+      let hot!: ObjectVersion;
+      let cold!: ObjectVersion;
+      let upperMade!: ObjectVersion;
+      await withRun(store, async (run) => {
+        const add = await run.step('add', { module: join(project, 'steps/add.ts') });
+        const upper = await run.step('upper', { module: join(project, 'steps/upper.ts') });
+        await putObject(store, 'c/hot', { n: 1 });
+        await putObject(store, 'c/cold', { n: 2 });
+        await putObject(store, 'c/name', { name: 'x' });
+        hot = (await deriveObject(run, add, { inputs: ['c/hot'], output: 'c/hot' })).version;
+        cold = (await deriveObject(run, add, { inputs: ['c/cold'], output: 'c/cold' })).version;
+        upperMade = (await deriveObject(run, upper, { inputs: ['c/name'], output: 'c/name' })).version;
+      });
+      // Reads are counted as the system runs: the hot version is read 200 times.
+      for (let i = 0; i < 200; i++) await getAsOf(store, 'c/hot', Date.now());
+      const usage = await store.listVersionUsage();
+      const hotUsage = usage.find((u) => u.version.versionId === hot.versionId)!;
+      expect(hotUsage.reads).toBe(200);
+      // A price at which one read of the cheap step is not worth its bytes, but 200 reads are.
+      const perKiB = ((hotUsage.durationUs / 1000) * 20) / (hot.size / 1024);
+      await setPolicy(store, `cost:${perKiB}`);
+      await setPolicy(store, 'all', { step: 'upper' });
+      await gc(store);
+      expect(await store.hasBlob(hot.contentHash)).toBe(true);
+      expect(await store.hasBlob(upperMade.contentHash)).toBe(true);
+      const coldUsage = (await store.listVersionUsage()).find((u) => u.version.versionId === cold.versionId)!;
+      const coldWorth = (coldUsage.durationUs / 1000) * Math.max(1, coldUsage.reads);
+      expect(await store.hasBlob(cold.contentHash)).toBe(coldWorth > perKiB * (cold.size / 1024));
+      await setPolicy(store, 'none', { step: 'upper' });
+      await gc(store);
+      expect(await store.hasBlob(upperMade.contentHash)).toBe(false);
+      expect(text((await getAsOf(store, 'c/name', Date.now())).bytes)).toEqual({ name: 'X' });
+    } finally {
+      await store.close();
+    }
+  });
+
   it('property: as-of equals the bytes current at t, under every policy, before and after gc; the planner runs only what it needs', async () => {
     const stepDir = project;
     await fc.assert(
