@@ -6,7 +6,7 @@
 import { ProvenantError } from '../errors.js';
 import { isContentHash, type ContentHash } from '../hash/canonical.js';
 import { isUuid } from '../ids.js';
-import type { ExecutionRecord, LineageVersion, ObjectVersionRecord } from '../store/records.js';
+import type { ExecutionRecord, LineageMaker, LineageVersion, ObjectVersionRecord } from '../store/records.js';
 import type { Store } from '../store/store.js';
 import { asOfMicros, isoFromMicros, parseTime, type TimeInput } from './refs.js';
 import { resolveVersion } from './versions.js';
@@ -79,15 +79,25 @@ function versionNode(v: ObjectVersionRecord, depth: number): LineageNode {
   };
 }
 
-function executionNode(e: ExecutionRecord, depth: number): LineageNode {
+/** The brief of an execution, for a backend whose walk does not return it. */
+async function makerOf(store: Store, executionId: string): Promise<LineageMaker | undefined> {
+  const e = await store.getExecution(executionId);
+  return e === undefined ? undefined : briefOf(e);
+}
+
+function briefOf(e: ExecutionRecord): LineageMaker {
+  return { executionId: e.id, stepId: e.functionId, versionHash: e.functionVersionHash, startedUs: e.startedUs, status: e.status };
+}
+
+function executionNode(e: LineageMaker, depth: number): LineageNode {
   return {
-    id: executionNodeId(e.id),
+    id: executionNodeId(e.executionId),
     kind: 'execution',
     depth,
-    label: `${e.functionId}@${e.functionVersionHash.slice(7, 19)}`,
-    stepId: e.functionId,
-    versionHash: e.functionVersionHash,
-    executionId: e.id,
+    label: `${e.stepId}@${e.versionHash.slice(7, 19)}`,
+    stepId: e.stepId,
+    versionHash: e.versionHash,
+    executionId: e.executionId,
     status: e.status,
     time: isoFromMicros(e.startedUs),
   };
@@ -133,7 +143,7 @@ export async function lineage(store: Store, ref: string, options: LineageOptions
     const inputs = v.inputVersionIds.map((id) => inSet.get(id)).filter((x): x is LineageVersion => x !== undefined);
     const show = direction === 'up' ? options.depth === undefined || r.depth < options.depth : r.depth > 0 && inputs.length > 0;
     if (!show) continue;
-    const e = await store.getExecution(v.executionId);
+    const e = r.maker ?? (await makerOf(store, v.executionId));
     if (e === undefined) continue;
     const node = executionNode(e, direction === 'up' ? r.depth + 1 : r.depth);
     if (!nodes.has(node.id)) nodes.set(node.id, node);
@@ -190,7 +200,7 @@ async function resolveStart(store: Store, ref: string, untilUs: number | undefin
       throw new ProvenantError('NOT_FOUND', `no execution or object version ${ref} in ${store.location}`, { context: { ref } });
     }
     const made = await store.findObjectVersions({ executionId: ref });
-    return { root: executionNode(e, 0), versions: made, executionId: e.id };
+    return { root: executionNode(briefOf(e), 0), versions: made, executionId: e.id };
   }
   const version = await resolveVersion(store, ref, untilUs);
   return { root: versionNode(version, 0), versions: [version] };
