@@ -156,7 +156,20 @@ export async function lineage(store: Store, ref: string, options: LineageOptions
   else if (root.kind === 'value') {
     shift = 1;
     for (const v of start.versions) addEdge(root.id, versionNodeId(v), 'version-of');
-  } else if (direction === 'down' || start.versions.length === 0) {
+  } else if (start.versions.length === 0 && start.execution !== undefined) {
+    // An execution outside the object DAG (a stream pipeline's): its input and output values.
+    const e = start.execution;
+    nodes.set(root.id, root);
+    if (direction === 'up') {
+      for (const hash of e.inputHashes) {
+        nodes.set(`value:${hash}`, { id: `value:${hash}`, kind: 'value', depth: 1, label: hash.slice(0, 19), contentHash: hash });
+        addEdge(`value:${hash}`, root.id, 'used');
+      }
+    } else if (e.outputHash !== null) {
+      nodes.set(`value:${e.outputHash}`, { id: `value:${e.outputHash}`, kind: 'value', depth: 1, label: e.outputHash.slice(0, 19), contentHash: e.outputHash });
+      addEdge(root.id, `value:${e.outputHash}`, 'generated');
+    }
+  } else if (direction === 'down') {
     shift = 1;
     for (const v of start.versions) addEdge(root.id, versionNodeId(v), 'generated');
   } else {
@@ -180,7 +193,7 @@ export async function lineage(store: Store, ref: string, options: LineageOptions
 interface Start {
   readonly root: LineageNode;
   readonly versions: readonly ObjectVersionRecord[];
-  readonly executionId?: string;
+  readonly execution?: ExecutionRecord;
 }
 
 async function resolveStart(store: Store, ref: string, untilUs: number | undefined): Promise<Start> {
@@ -200,7 +213,7 @@ async function resolveStart(store: Store, ref: string, untilUs: number | undefin
       throw new ProvenantError('NOT_FOUND', `no execution or object version ${ref} in ${store.location}`, { context: { ref } });
     }
     const made = await store.findObjectVersions({ executionId: ref });
-    return { root: executionNode(briefOf(e), 0), versions: made, executionId: e.id };
+    return { root: executionNode(briefOf(e), 0), versions: made, execution: e };
   }
   const version = await resolveVersion(store, ref, untilUs);
   return { root: versionNode(version, 0), versions: [version] };
