@@ -24,6 +24,7 @@ import type { LoadedStep, StepContext } from '../step/runtime.js';
 import type { JsonValue } from '../hash/canonical.js';
 import { benchReplayTools } from './replay-tools.js';
 import { benchMerkle } from './merkle.js';
+import { benchObjects } from './objects.js';
 
 /** One benchmark figure. */
 export interface BenchResult {
@@ -321,6 +322,7 @@ async function main(): Promise<void> {
   results.push(...(await benchMerkle(records, flightsPipeline.definition, flightsPipeline.baseDir)));
   process.stderr.write('Measuring what-if and bisect…\n');
   results.push(...(await benchReplayTools(records)));
+  results.push(...(await benchObjects()));
   mkdirSync(dirname(outFile), { recursive: true });
   writeFileSync(outFile, `${JSON.stringify(results, null, 2)}\n`);
   const width = Math.max(...results.map((r) => r.name.length));

@@ -1,5 +1,5 @@
 /**
- * Proof files: an inclusion proof of one record (execution or checkpoint) against a signed tree
+ * Proof files: an inclusion proof of one record (execution, object version or checkpoint) against a signed tree
  * head, and a consistency proof between two tree sizes. A proof file holds everything a third
  * party needs except the public key: the record in its canonical form, the leaf index, the audit
  * path and the signed head. {@link verifyProofFile} checks one offline with only `node:crypto`.
@@ -11,7 +11,7 @@
 import type { KeyObject } from 'node:crypto';
 import { ProvenantError } from '../errors.js';
 import { canonicalize, hashFromBytes, hashToBytes, sha256, type ContentHash, type JsonValue } from '../hash/canonical.js';
-import { canonicalCheckpoint, canonicalRecord } from '../hash/record-hash.js';
+import { canonicalCheckpoint, canonicalObjectVersion, canonicalRecord } from '../hash/record-hash.js';
 import { isUuid, uuidToBytes } from '../ids.js';
 import { MerkleLogReader, type HeadRow } from '../store/sqlite/merkle-read.js';
 import type { SqliteStore } from '../store/sqlite/sqlite-store.js';
@@ -23,7 +23,7 @@ export interface InclusionProofFile {
   readonly format: 'provenant-proof';
   readonly v: 1;
   readonly type: 'inclusion';
-  readonly record: { readonly type: 'execution' | 'checkpoint'; readonly id: string; readonly canonical: JsonValue };
+  readonly record: { readonly type: 'execution' | 'checkpoint' | 'object version'; readonly id: string; readonly canonical: JsonValue };
   readonly leafIndex: number;
   readonly treeSize: number;
   readonly path: readonly ContentHash[];
@@ -90,7 +90,7 @@ export async function proveInclusion(store: SqliteStore, recordId: string): Prom
   const heads = reader.heads();
   const head = heads[heads.length - 1];
   let canonical: JsonValue;
-  let type: 'execution' | 'checkpoint';
+  let type: 'execution' | 'checkpoint' | 'object version';
   let match: (t: string, key: Buffer | number) => boolean;
   const execution = isUuid(recordId) ? await store.getExecution(recordId) : undefined;
   if (execution !== undefined) {
@@ -98,10 +98,16 @@ export async function proveInclusion(store: SqliteStore, recordId: string): Prom
     canonical = canonicalRecord(execution);
     const key = uuidToBytes(recordId);
     match = (t, k) => t === 'execution' && Buffer.isBuffer(k) && k.equals(key);
+  } else if (isUuid(recordId) && (await store.getObjectVersion(recordId)) !== undefined) {
+    const v = (await store.getObjectVersion(recordId))!;
+    type = 'object version';
+    canonical = canonicalObjectVersion(v);
+    const key = uuidToBytes(recordId);
+    match = (t, k) => t === 'object version' && Buffer.isBuffer(k) && k.equals(key);
   } else {
     const c = await store.getCheckpoint(recordId);
     if (c === undefined) {
-      throw new ProvenantError('NOT_FOUND', `no execution or checkpoint ${recordId} in ${store.location}`, {
+      throw new ProvenantError('NOT_FOUND', `no execution, object version or checkpoint ${recordId} in ${store.location}`, {
         hint: 'List executions with `provenant executions`, checkpoints with `provenant checkpoints`.',
         context: { recordId },
       });
@@ -188,7 +194,8 @@ export function verifyProofFile(proof: ProofFile, publicKey: KeyObject, record?:
     if (proof.format !== 'provenant-proof' || proof.v !== 1) return { valid: false, reason: 'not a provenant proof file (format/version)' };
     if (proof.type === 'inclusion') {
       const rec = record ?? proof.record.canonical;
-      const recordId = (rec as { id?: unknown; checkpointId?: unknown }).id ?? (rec as { checkpointId?: unknown }).checkpointId;
+      const r = rec as { id?: unknown; checkpointId?: unknown; versionId?: unknown };
+      const recordId = r.id ?? r.checkpointId ?? r.versionId;
       if (recordId !== proof.record.id) return { valid: false, reason: `the record is ${String(recordId)}, the proof is for ${proof.record.id}` };
       const entry = bytes(sha256(canonicalize(rec)));
       if (proof.head.treeSize !== proof.treeSize) return { valid: false, reason: 'the proof and its head are for different tree sizes' };

@@ -19,12 +19,12 @@
 import type { KeyObject } from 'node:crypto';
 import { createPublicKey } from 'node:crypto';
 import { hashFromBytes, sha256, type ContentHash } from '../hash/canonical.js';
-import { checkpointRecordHash, executionRecordHash, type HashedExecution } from '../hash/record-hash.js';
+import { checkpointRecordHash, executionRecordHash, objectVersionRecordHash, type HashedExecution } from '../hash/record-hash.js';
 import { uuidFromBytes } from '../ids.js';
 import { BlobCorruptError, BlobMissingError } from '../errors.js';
 import { CHECKPOINT_SELECT, toCheckpoint, type CheckpointRow } from '../store/sqlite/checkpoints.js';
 import { MerkleLogReader, type SegmentRow } from '../store/sqlite/merkle-read.js';
-import { LEAF_CHECKPOINT } from '../store/sqlite/merkle-log.js';
+import { LEAF_CHECKPOINT, LEAF_EXECUTIONS } from '../store/sqlite/merkle-log.js';
 import { decodeEncodings } from '../store/sqlite/packed-batch.js';
 import type { SqliteStore } from '../store/sqlite/sqlite-store.js';
 import { keyId, verifyHeadSignature, type SignedTreeHead } from './head.js';
@@ -49,7 +49,7 @@ export interface Finding {
   readonly kind: FindingKind;
   readonly message: string;
   /** The record concerned, when one is known. */
-  readonly record?: { readonly type: 'execution' | 'checkpoint'; readonly id: string };
+  readonly record?: { readonly type: 'execution' | 'checkpoint' | 'object version'; readonly id: string };
   /** The changed field (record field name), when it could be told. */
   readonly field?: string;
   /** The field's recorded value, as found by the search, when it could be told. */
@@ -67,6 +67,7 @@ export interface VerifyReport {
   readonly intact: boolean;
   readonly executions: number;
   readonly checkpoints: number;
+  readonly objectVersions: number;
   /** Leaves of the tree rebuilt from the records as they are now. */
   readonly treeSize: number;
   readonly rootHash: ContentHash;
@@ -399,6 +400,23 @@ export async function verifyStore(store: SqliteStore, options: VerifyOptions = {
     }
   }
 
+  // 2b. Object versions: each against its record hash; their content is a referenced blob only while kept (policy).
+  let versions = 0;
+  for (const { id } of db.prepare('SELECT id FROM object_versions ORDER BY seq').all() as { id: Buffer }[]) {
+    versions++;
+    const versionId = id.length === 16 ? uuidFromBytes(id) : id.toString('hex');
+    const v = await store.getObjectVersion(versionId);
+    let now: string | undefined;
+    try {
+      now = v === undefined ? undefined : objectVersionRecordHash(v);
+    } catch {
+      now = undefined;
+    }
+    if (v === undefined || now !== v.recordHash) {
+      findings.push({ kind: 'record-changed', record: { type: 'object version', id: versionId }, message: `object version ${versionId}${v === undefined ? '' : ` of ${v.objectId}`}: its fields no longer match its record hash` });
+    }
+  }
+
   // 3. The log, segment by segment; the tree rebuilt from the records as they are now.
   const reader = new MerkleLogReader(db);
   const headRows = reader.heads();
@@ -428,7 +446,7 @@ export async function verifyStore(store: SqliteStore, options: VerifyOptions = {
   };
   for (const s of reader.segments()) {
     const records = reader.records(s);
-    covered += s.kind === LEAF_CHECKPOINT ? 0 : records.filter((r) => r.recordHash !== null).length;
+    covered += s.kind === LEAF_EXECUTIONS ? records.filter((r) => r.recordHash !== null).length : 0;
     for (const r of records) {
       if (r.recordHash === null) continue;
       actual.push(leafHash(r.recordHash));
@@ -544,12 +562,17 @@ export async function verifyStore(store: SqliteStore, options: VerifyOptions = {
     if (problem !== undefined) findings.push(blobFinding(hash, problem, artifacts.get(hex), referenced.get(hex)));
   }
   for (const [hex, what] of artifacts) if (!present.has(hex)) findings.push(blobFinding(`sha256:${hex}` as ContentHash, 'missing', what, undefined));
-  for (const [hex, what] of referenced) if (!present.has(hex) && !artifacts.has(hex)) findings.push(blobFinding(`sha256:${hex}` as ContentHash, 'missing', undefined, what));
+  // Object versions' contents may be absent by policy (materialization, gc: recomputed on demand).
+  const recomputable = new Set((db.prepare('SELECT DISTINCT value FROM object_versions').all() as { value: Buffer }[]).map((r) => r.value.toString('hex')));
+  for (const [hex, what] of referenced) {
+    if (!present.has(hex) && !artifacts.has(hex) && !recomputable.has(hex)) findings.push(blobFinding(`sha256:${hex}` as ContentHash, 'missing', undefined, what));
+  }
 
   return {
     intact: findings.length === 0,
     executions,
     checkpoints,
+    objectVersions: versions,
     treeSize: actual.size,
     rootHash: hashFromBytes(actual.root()),
     heads: headRows.length,
@@ -591,7 +614,9 @@ function explainSegment(
   const where =
     s.kind === LEAF_CHECKPOINT
       ? `checkpoint ${records[0]?.id ?? s.scope}`
-      : `run ${l.runs.get(s.scope) ?? s.scope}'s executions ${s.first === null ? '(listed)' : `${uuidFromBytes(s.first)}..${uuidFromBytes(s.last as Buffer)}`}`;
+      : s.kind !== LEAF_EXECUTIONS
+        ? `object versions #${s.scope}..#${s.scope + s.leaves - 1}`
+        : `run ${l.runs.get(s.scope) ?? s.scope}'s executions ${s.first === null ? '(listed)' : `${uuidFromBytes(s.first)}..${uuidFromBytes(s.last as Buffer)}`}`;
   const present = records.filter((r) => r.recordHash !== null);
   const out: Finding[] = [];
   const missing = records.filter((r) => r.recordHash === null);

@@ -54,10 +54,16 @@ export class BatchApplier {
     };
   }
 
-  /** Commit a packed batch atomically: all of it or none. */
-  apply(batch: PackedBatch): void {
+  /**
+   * Commit a packed batch atomically: all of it or none. `alsoInside` runs in the same
+   * transaction after the batch is written (object versions made by its executions).
+   */
+  apply(batch: PackedBatch, alsoInside?: () => void): void {
     // Rows interned inside a rolled-back transaction are gone: #transaction forgets their numbers.
-    this.#transaction(() => this.#write(batch));
+    this.#transaction(() => {
+      this.#write(batch);
+      alsoInside?.();
+    });
   }
 
   #write(batch: PackedBatch): void {
@@ -111,6 +117,11 @@ export class BatchApplier {
     if (batch.checkpoint !== undefined) {
       this.#checkpoints.apply(batch.checkpoint, (id) => this.#requireRun(id), (id) => this.internStream(id));
     }
+  }
+
+  /** The Merkle log this applier appends to (for other records committed in its transactions). */
+  get log(): MerkleLogWriter {
+    return this.#log;
   }
 
   /** End and/or open a checkpoint in its own transaction, after storing the values it refers to. */

@@ -5,8 +5,9 @@
  * connections of a store (main and writer thread) append: the frontier is read from the last
  * segment at each append (cached while no other connection has appended).
  *
- * Leaf kinds: {@link LEAF_EXECUTIONS} (a range of one run's executions), {@link LEAF_CHECKPOINT};
- * more kinds (object versions) append through the same {@link MerkleLogWriter.append}.
+ * Leaf kinds: {@link LEAF_EXECUTIONS} (a range of one run's executions), {@link LEAF_CHECKPOINT},
+ * {@link LEAF_OBJECT_VERSIONS}; a new kind appends through the same {@link MerkleLogWriter.append}
+ * and is read back by `MerkleLogReader.records`.
  */
 import type Database from 'better-sqlite3';
 import { hashFromBytes, type ContentHash } from '../../hash/canonical.js';
@@ -19,6 +20,8 @@ import { keyId, loadSigningKey, signHead } from '../../merkle/head.js';
 export const LEAF_EXECUTIONS = 0;
 /** Segment kind: one ended checkpoint. */
 export const LEAF_CHECKPOINT = 1;
+/** Segment kind: object versions committed together (scope: the first one's `object_versions.seq`; consecutive seqs). */
+export const LEAF_OBJECT_VERSIONS = 2;
 
 /** Leaves to append, and where their records are (see the `merkle_segments` columns). */
 export interface LogSegment {
@@ -50,6 +53,7 @@ export class MerkleLogWriter {
         'INSERT INTO merkle_segments (kind, scope, first, last, ids, leaves, tree_size, frontier) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
       ),
       maxId: db.prepare('SELECT max(id) AS id FROM executions WHERE run = ?'),
+      version: db.prepare('SELECT seq, record_hash FROM object_versions WHERE id = ?'),
       insertKey: db.prepare('INSERT OR IGNORE INTO signing_keys (key_id, public_key, created) VALUES (?, ?, ?)'),
       keySeq: db.prepare('SELECT seq FROM signing_keys WHERE key_id = ?'),
       insertHead: db.prepare('INSERT INTO tree_heads (checkpoint, tree_size, root, timestamp, key, signature) VALUES (?, ?, ?, ?, ?, ?)'),
@@ -100,6 +104,14 @@ export class MerkleLogWriter {
       ids: clean ? null : Buffer.concat(executions.map((e) => e.id)),
       entries: executions.map((e) => e.recordHash),
     });
+  }
+
+  /** Append object versions just inserted (their 16-byte ids, in insertion order). Call inside the transaction. */
+  appendObjectVersions(ids: readonly Buffer[]): void {
+    if (ids.length === 0 || !this.#enabled) return;
+    const rows = ids.map((id) => this.#stmt.version.get(id) as { seq: number; record_hash: Buffer });
+    for (let i = 1; i < rows.length; i++) if (rows[i]!.seq !== rows[i - 1]!.seq + 1) throw new TypeError('object versions of one commit must have consecutive seqs');
+    this.append({ kind: LEAF_OBJECT_VERSIONS, scope: rows[0]!.seq, entries: rows.map((r) => r.record_hash) });
   }
 
   /** The tree's size and root now (inside the transaction). */
@@ -168,5 +180,13 @@ export function backfillMerkleLog(db: Database.Database): void {
     for (const c of checkpoints.all(seq) as { seq: number; record_hash: Buffer }[]) {
       log.append({ kind: LEAF_CHECKPOINT, scope: c.seq, entries: [c.record_hash] });
     }
+  }
+  const versions = db.prepare('SELECT seq, record_hash FROM object_versions ORDER BY seq').all() as { seq: number; record_hash: Buffer }[];
+  // One segment per run of consecutive seqs.
+  for (let i = 0; i < versions.length; ) {
+    let j = i + 1;
+    while (j < versions.length && versions[j]!.seq === versions[j - 1]!.seq + 1) j++;
+    log.append({ kind: LEAF_OBJECT_VERSIONS, scope: versions[i]!.seq, entries: versions.slice(i, j).map((v) => v.record_hash) });
+    i = j;
   }
 }

@@ -4,7 +4,7 @@
  */
 import type Database from 'better-sqlite3';
 import { uuidFromBytes } from '../../ids.js';
-import { LEAF_CHECKPOINT, LEAF_EXECUTIONS } from './merkle-log.js';
+import { LEAF_CHECKPOINT, LEAF_EXECUTIONS, LEAF_OBJECT_VERSIONS } from './merkle-log.js';
 
 /** A row of `merkle_segments`. */
 export interface SegmentRow {
@@ -21,7 +21,7 @@ export interface SegmentRow {
 
 /** A record found for a segment: its kind, id, and the record hash stored with it (null: absent). */
 export interface LeafRecord {
-  readonly type: 'execution' | 'checkpoint';
+  readonly type: 'execution' | 'checkpoint' | 'object version';
   readonly id: string;
   /** The raw key (16-byte execution id, or checkpoint seq). */
   readonly key: Buffer | number;
@@ -51,6 +51,7 @@ export class MerkleLogReader {
       explicit: db.prepare('SELECT ids FROM merkle_segments WHERE ids IS NOT NULL'),
       range: db.prepare('SELECT id, record_hash FROM executions WHERE run = ? AND id BETWEEN ? AND ? ORDER BY id'),
       one: db.prepare('SELECT record_hash FROM executions WHERE id = ?'),
+      versions: db.prepare('SELECT seq, id, record_hash FROM object_versions WHERE seq BETWEEN ? AND ? ORDER BY seq'),
       checkpoint: db.prepare('SELECT c.id, e.record_hash FROM checkpoints c LEFT JOIN checkpoint_ends e ON e.checkpoint = c.seq WHERE c.seq = ?'),
       heads: db.prepare(`
         SELECT h.seq, c.id AS checkpoint_id, h.tree_size, h.root, h.timestamp, k.key_id, k.public_key, h.signature
@@ -88,6 +89,18 @@ export class MerkleLogReader {
     if (s.kind === LEAF_CHECKPOINT) {
       const row = this.#stmt.checkpoint.get(s.scope) as { id: string; record_hash: Buffer | null } | undefined;
       return [{ type: 'checkpoint', id: row?.id ?? `#${s.scope}`, key: s.scope, recordHash: row?.record_hash ?? null }];
+    }
+    if (s.kind === LEAF_OBJECT_VERSIONS) {
+      const rows = this.#stmt.versions.all(s.scope, s.scope + s.leaves - 1) as { seq: number; id: Buffer; record_hash: Buffer }[];
+      const out: LeafRecord[] = [];
+      for (let seq = s.scope, k = 0; seq < s.scope + s.leaves; seq++) {
+        const r = rows[k];
+        if (r !== undefined && r.seq === seq) {
+          out.push({ type: 'object version', id: uuidFromBytes(r.id), key: r.id, recordHash: r.record_hash });
+          k++;
+        } else out.push({ type: 'object version', id: `#${seq}`, key: seq, recordHash: null });
+      }
+      return out;
     }
     if (s.kind !== LEAF_EXECUTIONS) throw new TypeError(`unknown Merkle segment kind ${s.kind}`);
     if (s.ids !== null) {
