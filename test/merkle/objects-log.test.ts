@@ -61,3 +61,32 @@ describe('object versions in the Merkle log', () => {
     expect(bad.findings.some((f) => f.kind === 'record-changed' && f.record?.type === 'object version' && f.record.id === made.version.versionId)).toBe(true);
   });
 });
+
+describe('a store made before the Merkle log', () => {
+  it('migration 5 puts its existing records into the log: it verifies, and the next COMPLETE checkpoint signs a head over them', async () => {
+    const project = makeTempDir();
+    writeProject(project, { 'steps/double.ts': `export default (r: { n: number }) => ({ n: r.n * 2 });` });
+    const dir = join(project, 'store');
+    const pipeline = { name: 'double', steps: [{ id: 'double', module: './steps/double.ts' }] };
+    let store = SqliteStore.open(dir, { writerThread: false });
+    await appendRecords(store, 'nums', Array.from({ length: 10 }, (_, n) => ({ n })));
+    await runPipeline(store, pipeline, new LogSource(store, 'nums'), { baseDir: project, to: 6, checkpoint: { everyRecords: 3 } });
+    await putObject(store, 'a/1', { x: 1 });
+    await store.close();
+    // Make it a version-4 store, as an older Provenant left it.
+    const db = new Database(join(dir, 'provenant.db'));
+    db.exec('DROP TABLE merkle_segments; DROP TABLE tree_heads; DROP TABLE signing_keys; DELETE FROM schema_migrations WHERE version = 5');
+    db.close();
+    store = SqliteStore.open(dir, { writerThread: false });
+    const migrated = await verifyStore(store);
+    expect(migrated.findings).toEqual([]);
+    expect(migrated.treeSize).toBe(6 + 2 + 1);
+    expect(migrated.heads).toBe(0);
+    await runPipeline(store, pipeline, new LogSource(store, 'nums'), { baseDir: project, from: 6, checkpoint: { everyRecords: 4 } });
+    const later = await verifyStore(store);
+    expect(later.findings).toEqual([]);
+    expect(later.heads).toBe(1);
+    expect(later.latestHead?.treeSize).toBe(6 + 2 + 1 + 4 + 1);
+    await store.close();
+  });
+});
