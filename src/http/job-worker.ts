@@ -31,7 +31,13 @@ async function main(): Promise<void> {
       const result = await whatIf(store, {
         streamId: request.streamId,
         ...range,
-        substitutions: request.substitutions ?? {},
+        // The API names recorded versions only (never code): { versionHash, params } → { code: { versionHash }, params }.
+        substitutions: Object.fromEntries(
+          Object.entries(request.substitutions ?? {}).map(([stepId, sub]) => [
+            stepId,
+            { ...(sub.versionHash === undefined ? {} : { code: { versionHash: sub.versionHash } }), ...(sub.params === undefined ? {} : { params: sub.params }) },
+          ]),
+        ),
         ...(request.label === undefined ? {} : { label: request.label }),
         context: request.context,
         onProgress,

@@ -113,12 +113,18 @@ export async function createServer(store: Store, options: ServerOptions = {}): P
     logger: false,
     bodyLimit: options.bodyLimit ?? 1024 * 1024,
     requestTimeout: options.requestTimeoutMs ?? 30_000,
-    connectionTimeout: options.requestTimeoutMs ?? 30_000,
+    // An idle socket is closed after this; longer than a request may take to arrive plus its recomputation.
+    connectionTimeout: (options.requestTimeoutMs ?? 30_000) + (options.recompute?.timeoutMs ?? 10_000) + 5_000,
     keepAliveTimeout: options.keepAliveTimeoutMs ?? 5_000,
     trustProxy: options.trustProxy ?? false,
     return503OnClosing: true,
     routerOptions: { maxParamLength: 2048, ignoreTrailingSlash: true },
-    http: { maxHeaderSize: options.maxHeaderSize ?? 16 * 1024, headersTimeout: options.headersTimeoutMs ?? 10_000 },
+    http: {
+      maxHeaderSize: options.maxHeaderSize ?? 16 * 1024,
+      headersTimeout: Math.min(options.headersTimeoutMs ?? 10_000, options.requestTimeoutMs ?? 30_000),
+      // How often Node checks connections against those timeouts (its default, 30 s, would let a slow client linger).
+      connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(Math.min(options.headersTimeoutMs ?? 10_000, options.requestTimeoutMs ?? 30_000) / 2))),
+    },
     clientErrorHandler: clientError,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
   } as FastifyServerOptions) as unknown as FastifyInstance;
