@@ -7,6 +7,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { JsonValue } from '../hash/canonical.js';
 import type { CheckpointRecord, ExecutionRecord } from '../store/records.js';
 import { HttpProblem } from './problem.js';
+import { mayReadExecution, registerObjectRoutes } from './object-routes.js';
 import { allow, requestContext, type ServerParts } from './server.js';
 
 const UUID = '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$';
@@ -111,6 +112,8 @@ export function registerRoutes(app: FastifyInstance, parts: ServerParts, options
       return { streamId, checkpoints: page.map(checkpointView), next: page.length === limit ? (page[page.length - 1]?.checkpointId ?? null) : null };
     },
   );
+
+  registerObjectRoutes(app, parts);
 
   // ---- replay jobs --------------------------------------------------------------------------
 
@@ -217,16 +220,6 @@ interface ReplayBody {
   substitutions?: Record<string, { versionHash?: `sha256:${string}`; params?: Record<string, JsonValue> }>;
   label?: string;
   maxRecordDiffs?: number;
-}
-
-function mayReadExecution(request: FastifyRequest, execution: ExecutionRecord): boolean {
-  if (execution.streamId !== null) return allow(request, 'stream', execution.streamId) !== undefined;
-  const auth = request.provenant.auth;
-  if (auth?.ok === true && auth.grants.allowsAll('read')) {
-    request.provenant.rights.add('read:*');
-    return true;
-  }
-  return false;
 }
 
 function executionNotFound(id: string): HttpProblem {

@@ -42,8 +42,8 @@ export interface ServerOptions {
   readonly keepAliveTimeoutMs?: number;
   /** Requests per principal (per address without a valid token) per window; `false`: no limit. Default 6,000 per minute. */
   readonly rateLimit?: { readonly max: number; readonly windowMs: number } | false;
-  /** Time and memory budget of a request's recomputation (as-of reads, on-read transforms). Default 10 s, at most 1,000 executions. */
-  readonly recompute?: { readonly timeoutMs?: number; readonly maxExecutions?: number; readonly maxHeapMb?: number };
+  /** Time and memory budget of a request's recomputation (as-of reads, on-read transforms). Default 10 s, at most 1,000 executions and 256 MiB of intermediate values; no recomputation starts while the server's heap is over `maxHeapMb` (default 1,024). */
+  readonly recompute?: { readonly timeoutMs?: number; readonly maxExecutions?: number; readonly maxBytes?: number; readonly maxHeapMb?: number };
   /** Replay and what-if jobs. Default: one at a time, 16 queued, 10 minutes and 512 MiB each. */
   readonly jobs?: Partial<JobLimits>;
   /** Answer `/metrics` without a token. Default true. */
@@ -92,7 +92,7 @@ export interface ServerParts {
   readonly store: Store;
   readonly metrics: ServerMetrics;
   readonly jobs: JobRunner;
-  readonly recompute: { readonly timeoutMs: number; readonly maxExecutions: number; readonly maxHeapMb: number };
+  readonly recompute: { readonly timeoutMs: number; readonly maxExecutions: number; readonly maxBytes: number; readonly maxHeapMb: number };
   readonly jobLimits: JobLimits;
 }
 
@@ -126,6 +126,10 @@ export async function createServer(store: Store, options: ServerOptions = {}): P
       connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(Math.min(options.headersTimeoutMs ?? 10_000, options.requestTimeoutMs ?? 30_000) / 2))),
     },
     clientErrorHandler: clientError,
+    // A URL that cannot be decoded (`/data/%`) never reaches a route: answered here, as a problem.
+    frameworkErrors: (err: Error, _request: FastifyRequest, reply: FastifyReply) => {
+      void sendProblem(reply, new HttpProblem(400, 'INPUT_INVALID', `the request URL cannot be decoded: ${err.message}`, { hint: 'Percent-encode reserved characters (% as %25).' }).problem);
+    },
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
   } as FastifyServerOptions) as unknown as FastifyInstance;
 
@@ -232,7 +236,7 @@ export async function createServer(store: Store, options: ServerOptions = {}): P
     store,
     metrics,
     jobs,
-    recompute: { timeoutMs: 10_000, maxExecutions: 1000, maxHeapMb: 1024, ...(options.recompute ?? {}) },
+    recompute: { timeoutMs: 10_000, maxExecutions: 1000, maxBytes: 256 * 1024 * 1024, maxHeapMb: 1024, ...(options.recompute ?? {}) },
     jobLimits,
   };
   registerRoutes(app, parts, { publicMetrics: options.publicMetrics ?? true });

@@ -15,6 +15,9 @@ import { openStore } from '../../src/store/open.js';
 import type { Store } from '../../src/store/store.js';
 import { appendRecords, LogSource } from '../../src/stream/log.js';
 import { writeProject } from '../helpers/project.js';
+import { startRun } from '../../src/capture/run.js';
+import { gc, setPolicy } from '../../src/objects/materialize.js';
+import { deriveObject, putObject, type ObjectVersion } from '../../src/objects/versions.js';
 import { makeTempDir } from '../helpers/temp.js';
 
 export const MODULES = {
@@ -23,6 +26,16 @@ export const MODULES = {
   }`,
   'steps/parse-v2.ts': `export default function parse(r: { id: number; amount: number }) {
     return { id: r.id, cents: Math.floor(r.amount * 100) };
+  }`,
+  'steps/enrich.ts': `export default function enrich(inputs: [{ balance: number }, { salary: number }]) {
+    const [customer, secret] = inputs;
+    return { balance: customer.balance, ratio: customer.balance / secret.salary };
+  }`,
+  'steps/summary.ts': `export default function summary(report: { balance: number; ratio: number }) {
+    return { text: 'balance ' + report.balance + ', ratio ' + report.ratio.toFixed(3) };
+  }`,
+  'steps/double.ts': `export default function double(value: { balance: number }, params: { factor?: number }) {
+    return { balance: value.balance * (params.factor ?? 2) };
   }`,
   'steps/flag.ts': `export default function flag(r: { id: number; cents: number }, p: { above: number }) {
     return { ...r, large: r.cents > p.above };
@@ -47,7 +60,16 @@ export interface Fixture {
   /** A recorded version of `parse` other than the one the runs used. */
   readonly parseV2: `sha256:${string}`;
   /** Bearer tokens by principal. */
-  readonly tokens: Record<'alice' | 'bob' | 'carol' | 'dave' | 'expired' | 'revoked', string>;
+  readonly tokens: Record<'alice' | 'bob' | 'carol' | 'dave' | 'frank' | 'expired' | 'revoked', string>;
+  /** Objects: customers/42 (two versions), customers/7, secret/1 (originals); reports/42 (from customers/42 and secret/1) and reports/42/summary (from reports/42), derived and not kept. */
+  readonly objects: {
+    readonly before: number;
+    readonly between: number;
+    readonly customer42: readonly ObjectVersion[];
+    readonly report: ObjectVersion;
+    readonly summary: ObjectVersion;
+    readonly summaryExecutionId: string;
+  };
 }
 
 /** Records for a stream: amounts with cents, some above 50.00. */
@@ -74,6 +96,7 @@ export async function makeFixture(): Promise<Fixture> {
     bob: await token('bob', ['stream:payments/*', 'replay:payments/*', 'steps:flag']),
     carol: await token('carol', ['read:*']),
     dave: await token('dave', ['read:customers/*', 'lineage:customers/*']),
+    frank: await token('frank', ['read:reports/*', 'lineage:reports/*', 'lineage:customers/*']),
     expired: 'pvt_' + 'e'.repeat(43),
     revoked: await token('mallory', ['stream:*', 'replay:*']),
   };
@@ -82,7 +105,32 @@ export async function makeFixture(): Promise<Fixture> {
   const mallory = all.find((t) => t.principal === 'mallory');
   if (mallory === undefined) throw new Error('fixture: mallory token missing');
   await store.revokeToken(mallory.id, nowUs());
-  return { dir, project, store, runs, parseV2: v2.versionHash, tokens };
+  const objects = await makeObjects(store, project);
+  return { dir, project, store, runs, parseV2: v2.versionHash, tokens, objects };
+}
+
+const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+async function makeObjects(store: Store, project: string): Promise<Fixture['objects']> {
+  const before = Date.now();
+  await pause(5);
+  const c1 = await putObject(store, 'customers/42', { balance: 10 });
+  await pause(5);
+  const between = Date.now();
+  await pause(5);
+  const c2 = await putObject(store, 'customers/42', { balance: 20 });
+  await putObject(store, 'customers/7', { balance: 7 });
+  await putObject(store, 'secret/1', { salary: 400 });
+  const run = await startRun(store, { name: 'derive reports' });
+  const enrich = await run.step('enrich', { module: join(project, 'steps/enrich.ts') });
+  const summaryStep = await run.step('summary', { module: join(project, 'steps/summary.ts') });
+  const report = await deriveObject(run, enrich, { inputs: ['customers/42', 'secret/1'], output: 'reports/42' });
+  const summary = await deriveObject(run, summaryStep, { inputs: ['reports/42'], output: 'reports/42/summary' });
+  await run.finish();
+  await prepareStep(store, 'double', { module: join(project, 'steps/double.ts') });
+  await setPolicy(store, 'none');
+  await gc(store); // derived bytes dropped: reading them recomputes
+  return { before, between, customer42: [c1, c2], report: report.version, summary: summary.version, summaryExecutionId: summary.executionId };
 }
 
 /** A server over the fixture's store, listening on a random port. */

@@ -124,7 +124,7 @@ export class SqliteObjects {
           WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.hash = nv.value)
         )
         SELECT ${VERSION_COLUMNS}, EXISTS (SELECT 1 FROM blobs b WHERE b.hash = v.value) AS kept
-        FROM need JOIN ${VERSION_FROM} ON v.seq = need.seq
+        FROM need JOIN object_versions v ON v.seq = need.seq JOIN objects o ON o.seq = v.object
         ORDER BY v.seq`),
       usage: db.prepare(`
         SELECT ${VERSION_COLUMNS}, sv.step_id, e.duration,
@@ -265,13 +265,13 @@ export class SqliteObjects {
            UNION
            SELECT nv.seq, w.depth + 1 ${join} WHERE w.depth < ? AND nv.valid_from <= ?
          ), found AS (SELECT seq, min(depth) AS depth FROM walk GROUP BY seq LIMIT ?)
-         SELECT ${VERSION_COLUMNS}, found.depth FROM found JOIN ${VERSION_FROM} ON v.seq = found.seq`
+         SELECT ${VERSION_COLUMNS}, found.depth FROM found JOIN object_versions v ON v.seq = found.seq JOIN objects o ON o.seq = v.object`
       : `WITH RECURSIVE walk(seq) AS (
            SELECT value FROM json_each(?)
            UNION
            SELECT nv.seq ${join} WHERE nv.valid_from <= ?
          ), found AS (SELECT seq FROM walk LIMIT ?)
-         SELECT ${VERSION_COLUMNS}, NULL AS depth FROM found JOIN ${VERSION_FROM} ON v.seq = found.seq`;
+         SELECT ${VERSION_COLUMNS}, NULL AS depth FROM found JOIN object_versions v ON v.seq = found.seq JOIN objects o ON o.seq = v.object`;
     const args = bounded ? [JSON.stringify(starts), query.depth, until, limit + 1] : [JSON.stringify(starts), until, limit + 1];
     const rows = this.#db.prepare(sql).all(...args) as (VersionRow & { depth: number | null })[];
     const truncated = rows.length > limit;
