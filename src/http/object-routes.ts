@@ -38,6 +38,13 @@ export function registerObjectRoutes(app: FastifyInstance, parts: ServerParts): 
   app.get<{ Params: { '*': string }; Querystring: { as_of?: string; transform?: string; params?: string } }>(
     '/data/*',
     {
+      config: {
+        // In the OpenAPI document the wildcard is the path parameter objectId (slashes and all).
+        swaggerTransform: ({ schema, url }: { schema: object; url: string }) => ({
+          schema: { ...schema, params: { type: 'object', required: ['objectId'], properties: { objectId: { type: 'string', description: 'object id, e.g. customers/42: the rest of the path, slashes included' } } } },
+          url: url.replace('*', ':objectId'),
+        }),
+      },
       schema: {
         summary: 'The object as it was at a time: its bytes, read where kept or recomputed (and verified) where not',
         description:

@@ -55,7 +55,18 @@ describe('public routes and the OpenAPI document', () => {
     expect(doc.openapi).toBe('3.1.0');
     const routes = Object.entries(doc.paths).flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${path}`));
     expect(routes.sort()).toEqual(
-      ['GET /healthz', 'GET /metrics', 'GET /steps', 'GET /executions/{id}', 'GET /streams/{streamId}/checkpoints', 'POST /replays', 'GET /replays/{id}'].sort(),
+      [
+        'GET /healthz',
+        'GET /metrics',
+        'GET /steps',
+        'GET /executions/{id}',
+        'GET /streams/{streamId}/checkpoints',
+        'POST /replays',
+        'GET /replays/{id}',
+        'GET /data/{objectId}',
+        'GET /objects/{objectId}/versions',
+        'GET /lineage/{ref}',
+      ].sort(),
     );
     // Every schema in it is a valid JSON Schema (2020-12, the dialect of OpenAPI 3.1).
     const ajv = new Ajv2020.default({ strict: false, allErrors: true });
@@ -193,7 +204,7 @@ describe('executions, checkpoints and steps, with grants', () => {
 
   it('lists only the steps the caller holds a steps grant for', async () => {
     const all = (await (await get(`${url}/steps`, fx.tokens.alice)).json()) as { stepId: string; versions: { versionHash: string; executions: number }[] }[];
-    expect(all.map((s) => s.stepId).sort()).toEqual(['flag', 'parse']);
+    expect(all.map((s) => s.stepId).sort()).toEqual(['double', 'enrich', 'flag', 'parse', 'summary']);
     const parse = all.find((s) => s.stepId === 'parse')!;
     expect(parse.versions.map((v) => v.versionHash)).toContain(fx.parseV2);
     expect(parse.versions.reduce((n, v) => n + v.executions, 0)).toBe(800);
