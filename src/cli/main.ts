@@ -32,6 +32,7 @@ import { count, durationUs, foldedJson, isoUs, paint, shortHash, table } from '.
 import { Progress } from './progress.js';
 import { runDemo, type DemoOptions } from './demo.js';
 import { addReplayToolCommands } from './replay-tools.js';
+import { addObjectCommands } from './objects.js';
 import { addServerCommands } from './server-commands.js';
 
 
@@ -639,6 +640,7 @@ export function buildProgram(): Command {
     });
 
   addReplayToolCommands(program);
+  addObjectCommands(program);
   addServerCommands(program);
 
   return program;
