@@ -25,6 +25,7 @@ import type { JsonValue } from '../hash/canonical.js';
 import { benchReplayTools } from './replay-tools.js';
 import { benchMerkle } from './merkle.js';
 import { benchObjects } from './objects.js';
+import { benchHttp } from './http.js';
 
 /** One benchmark figure. */
 export interface BenchResult {
@@ -323,6 +324,8 @@ async function main(): Promise<void> {
   process.stderr.write('Measuring what-if and bisect…\n');
   results.push(...(await benchReplayTools(records)));
   results.push(...(await benchObjects()));
+  process.stderr.write('Measuring the HTTP API…\n');
+  results.push(...(await benchHttp()));
   mkdirSync(dirname(outFile), { recursive: true });
   writeFileSync(outFile, `${JSON.stringify(results, null, 2)}\n`);
   const width = Math.max(...results.map((r) => r.name.length));

@@ -34,6 +34,7 @@ import { runDemo, type DemoOptions } from './demo.js';
 import { addReplayToolCommands } from './replay-tools.js';
 import { addExportCommand, addTamperCommands } from './tamper.js';
 import { addObjectCommands } from './objects.js';
+import { addServerCommands } from './server-commands.js';
 
 
 
@@ -643,6 +644,7 @@ export function buildProgram(): Command {
   addTamperCommands(program);
   addExportCommand(program);
   addObjectCommands(program);
+  addServerCommands(program);
 
   return program;
 }

@@ -414,3 +414,61 @@ export interface ObjectRead {
   /** Time spent obtaining the bytes (microseconds). */
   readonly costUs: number;
 }
+/** A bearer token as stored: only the hash of its secret is kept. Tokens are appended, never updated. */
+export interface TokenRecord {
+  /** UUIDv7. */
+  readonly id: string;
+  /** SHA-256 of the whole token string (`sha256:<hex>`): what a request's token is looked up by. */
+  readonly hash: ContentHash;
+  /** Who the token speaks for. */
+  readonly principal: string;
+  /** Grants as written, `<right>:<pattern>` (see `auth/grants.ts`). */
+  readonly grants: readonly string[];
+  readonly createdUs: number;
+  /** When it stops working, or null for never. */
+  readonly expiresUs: number | null;
+  /** A note for people (`ci`, `auditor laptop`), or null. */
+  readonly label: string | null;
+}
+
+/** A token with its revocation, if revoked. */
+export interface TokenInfo extends TokenRecord {
+  /** When it was revoked (appended to the revocations), or null. */
+  readonly revokedUs: number | null;
+}
+
+/** One request to the HTTP API, as the access log keeps it (append-only). */
+export interface AccessLogEntry {
+  /** UUIDv7. */
+  readonly id: string;
+  readonly timeUs: number;
+  /** Who asked; null when no valid token was given. */
+  readonly principal: string | null;
+  readonly tokenId: string | null;
+  /** The client's address. */
+  readonly address: string;
+  readonly method: string;
+  /** The request target (path and query), at most 2,048 characters. */
+  readonly target: string;
+  /** The route it matched (`/data/*`), or null. */
+  readonly route: string | null;
+  readonly status: number;
+  /** The grants that allowed what was done (`read:customers/*`). */
+  readonly rights: readonly string[];
+  /** W3C trace id (from `traceparent`, or made for the request). */
+  readonly traceId: string;
+  readonly durationUs: number;
+  /** What was read or caused: object id, executions run, job id, the reason of a refusal… */
+  readonly detail: JsonValue;
+}
+
+/** Filters for the access log; results are oldest first. */
+export interface AccessLogQuery {
+  readonly principal?: string;
+  /** Only entries at or after this time (epoch microseconds). */
+  readonly sinceUs?: number;
+  /** Only entries after this one (paging). */
+  readonly afterId?: string;
+  /** Default 1000. */
+  readonly limit?: number;
+}

@@ -38,6 +38,10 @@ import type {
   StreamSummary,
   StreamValue,
   StepVersion,
+  AccessLogEntry,
+  AccessLogQuery,
+  TokenInfo,
+  TokenRecord,
 } from './records.js';
 
 /** What a backend can do, so callers branch on abilities rather than on backend names. */
@@ -216,6 +220,22 @@ export interface Store {
    * execution outside the object DAG. Returns what was deleted.
    */
   dropBlobs(hashes: readonly ContentHash[]): Promise<{ dropped: ContentHash[]; bytes: number }>;
+  // Access: bearer tokens (only their hashes) and the access log of the HTTP API. Both append-only.
+  /** Record a new token. @throws ProvenantError INPUT_INVALID when its id or hash is already used */
+  createToken(token: TokenRecord): Promise<void>;
+  /** The token whose hash this is (revoked and expired ones included: the caller decides), or undefined. */
+  findToken(hash: ContentHash): Promise<TokenInfo | undefined>;
+  /** Every token, oldest first. */
+  listTokens(): Promise<TokenInfo[]>;
+  /**
+   * Revoke a token (appends its revocation; revoking twice keeps the first time).
+   * @throws ProvenantError NOT_FOUND for an unknown token id
+   */
+  revokeToken(tokenId: string, revokedUs: number): Promise<TokenInfo>;
+  /** Append entries to the access log, in one transaction. */
+  appendAccessLog(entries: readonly AccessLogEntry[]): Promise<void>;
+  /** Access log entries, oldest first. */
+  listAccessLog(query?: AccessLogQuery): Promise<AccessLogEntry[]>;
 
   stats(): Promise<StoreStats>;
   close(): Promise<void>;

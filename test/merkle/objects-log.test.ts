@@ -75,7 +75,7 @@ describe('a store made before the Merkle log', () => {
     await store.close();
     // Make it a version-4 store, as an older Provenant left it.
     const db = new Database(join(dir, 'provenant.db'));
-    db.exec('DROP TABLE merkle_segments; DROP TABLE tree_heads; DROP TABLE signing_keys; DELETE FROM schema_migrations WHERE version = 5');
+    db.exec('DROP TABLE merkle_segments; DROP TABLE tree_heads; DROP TABLE signing_keys; DROP TABLE access_log; DROP TABLE token_revocations; DROP TABLE tokens; DELETE FROM schema_migrations WHERE version >= 5');
     db.close();
     store = SqliteStore.open(dir, { writerThread: false });
     const migrated = await verifyStore(store);

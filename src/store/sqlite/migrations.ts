@@ -267,6 +267,48 @@ ${['merkle_segments', 'signing_keys', 'tree_heads'].map(appendOnly).join('\n')}
 `,
     after: (db) => backfillMerkleLog(db),
   },
+  {
+    version: 6,
+    name: 'access: bearer tokens (hashes only), revocations, the access log',
+    sql: `
+CREATE TABLE tokens (
+  seq       INTEGER PRIMARY KEY,
+  id        TEXT NOT NULL UNIQUE,       -- UUIDv7
+  hash      BLOB NOT NULL UNIQUE,       -- SHA-256 digest of the token string; the token itself is never stored
+  principal TEXT NOT NULL,
+  grants    TEXT NOT NULL,              -- JSON array of '<right>:<pattern>'
+  created   INTEGER NOT NULL,           -- epoch microseconds
+  expires   INTEGER,                    -- epoch microseconds, NULL: never
+  label     TEXT
+);
+
+-- Revoking appends a row: tokens are never updated.
+CREATE TABLE token_revocations (
+  token   INTEGER PRIMARY KEY REFERENCES tokens(seq),
+  revoked INTEGER NOT NULL              -- epoch microseconds
+);
+
+CREATE TABLE access_log (
+  seq       INTEGER PRIMARY KEY,
+  id        TEXT NOT NULL UNIQUE,       -- UUIDv7
+  time      INTEGER NOT NULL,           -- epoch microseconds
+  principal TEXT,                       -- NULL: no valid token
+  token     TEXT,                       -- token id
+  address   TEXT NOT NULL,
+  method    TEXT NOT NULL,
+  target    TEXT NOT NULL,
+  route     TEXT,
+  status    INTEGER NOT NULL,
+  rights    TEXT NOT NULL,              -- JSON array of the grants used
+  trace_id  TEXT NOT NULL,
+  duration  INTEGER NOT NULL,           -- microseconds
+  detail    TEXT NOT NULL               -- canonical JSON
+);
+CREATE INDEX access_log_by_principal ON access_log (principal, seq);
+CREATE INDEX access_log_by_time ON access_log (time);
+${['tokens', 'token_revocations', 'access_log'].map(appendOnly).join('\n')}
+`,
+  },
 ];
 
 /** The newest schema version this code knows. */

@@ -68,6 +68,10 @@ import type {
   StreamEntry,
   StreamSummary,
   StreamValue,
+  AccessLogEntry,
+  AccessLogQuery,
+  TokenInfo,
+  TokenRecord,
 } from '../records.js';
 import { CHECKPOINT_INLINE_MAX, type BlobLocation, type ExecutionBatchBuilder, type Store, type StoreCapabilities, type StoreStats } from '../store.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
@@ -598,6 +602,101 @@ export class SqliteStore implements Store {
     return { dropped, bytes };
   }
 
+  // ---- access: tokens and the access log -------------------------------------------------
+
+  async createToken(token: TokenRecord): Promise<void> {
+    try {
+      this.#stmt.insertToken.run(
+        token.id,
+        hashToBytes(token.hash),
+        token.principal,
+        JSON.stringify(token.grants),
+        token.createdUs,
+        token.expiresUs,
+        token.label,
+      );
+    } catch (err) {
+      if (isConstraint(err)) {
+        throw new ProvenantError('INPUT_INVALID', `a token with id ${token.id} or the same secret already exists`, {
+          hint: 'Create the token again: a new one gets a fresh id and secret.',
+          context: { tokenId: token.id },
+        });
+      }
+      throw err;
+    }
+  }
+
+  async findToken(hash: ContentHash): Promise<TokenInfo | undefined> {
+    const row = this.#stmt.findToken.get(hashToBytes(hash)) as TokenRow | undefined;
+    return row === undefined ? undefined : toToken(row);
+  }
+
+  async listTokens(): Promise<TokenInfo[]> {
+    return (this.#stmt.listTokens.all() as TokenRow[]).map(toToken);
+  }
+
+  async revokeToken(tokenId: string, revokedUs: number): Promise<TokenInfo> {
+    this.#db
+      .transaction(() => {
+        const row = this.#stmt.getToken.get(tokenId) as TokenRow | undefined;
+        if (row === undefined) {
+          throw new ProvenantError('NOT_FOUND', `no token with id ${tokenId} in ${this.location}`, {
+            hint: 'List tokens with `provenant token list`.',
+            context: { tokenId },
+          });
+        }
+        this.#stmt.insertRevocation.run(revokedUs, tokenId);
+      })
+      .immediate();
+    return toToken(this.#stmt.getToken.get(tokenId) as TokenRow);
+  }
+
+  async appendAccessLog(entries: readonly AccessLogEntry[]): Promise<void> {
+    if (entries.length === 0) return;
+    const insert = this.#stmt.insertAccess;
+    this.#db
+      .transaction(() => {
+        for (const e of entries) {
+          insert.run(
+            e.id,
+            e.timeUs,
+            e.principal,
+            e.tokenId,
+            e.address,
+            e.method,
+            e.target,
+            e.route,
+            e.status,
+            JSON.stringify(e.rights),
+            e.traceId,
+            e.durationUs,
+            canonicalize(e.detail),
+          );
+        }
+      })
+      .immediate();
+  }
+
+  async listAccessLog(query: AccessLogQuery = {}): Promise<AccessLogEntry[]> {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    if (query.principal !== undefined) {
+      where.push('principal = ?');
+      args.push(query.principal);
+    }
+    if (query.sinceUs !== undefined) {
+      where.push('time >= ?');
+      args.push(query.sinceUs);
+    }
+    if (query.afterId !== undefined) {
+      where.push('seq > coalesce((SELECT seq FROM access_log WHERE id = ?), 0)');
+      args.push(query.afterId);
+    }
+    args.push(query.limit ?? 1000);
+    const sql = `SELECT * FROM access_log ${where.length > 0 ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY seq LIMIT ?`;
+    return (this.#db.prepare(sql).all(...args) as AccessRow[]).map(toAccess);
+  }
+
   async stats(): Promise<StoreStats> {
     const one = (sql: string): number => (this.#db.prepare(sql).get() as { n: number | null }).n ?? 0;
     return {
@@ -672,6 +771,14 @@ function prepareStatements(db: Database.Database) {
     listRuns: db.prepare(`${RUN_SELECT} ORDER BY r.seq DESC LIMIT ?`),
     getExecution: db.prepare(`${EXECUTION_SELECT} WHERE e.id = ?`),
     getCheckpoint: db.prepare(`${CHECKPOINT_SELECT} WHERE c.id = ?`),
+    insertToken: db.prepare('INSERT INTO tokens (id, hash, principal, grants, created, expires, label) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+    findToken: db.prepare(`${TOKEN_SELECT} WHERE t.hash = ?`),
+    getToken: db.prepare(`${TOKEN_SELECT} WHERE t.id = ?`),
+    listTokens: db.prepare(`${TOKEN_SELECT} ORDER BY t.seq`),
+    insertRevocation: db.prepare('INSERT OR IGNORE INTO token_revocations (token, revoked) SELECT seq, ? FROM tokens WHERE id = ?'),
+    insertAccess: db.prepare(
+      'INSERT INTO access_log (id, time, principal, token, address, method, target, route, status, rights, trace_id, duration, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+    ),
     executionSketches: db.prepare(`
       SELECT e.id, sv.step_id, sv.version_hash, e.inputs, e.output, e.params, e.status, e.error, e.nondeterminism,
              e.encodings, e."offset"
@@ -890,6 +997,68 @@ function toSketch(row: SketchRow): ExecutionSketch {
     errorHash: row.error === null ? null : hashFromBytes(row.error),
     nondeterminismHash: row.nondeterminism === null ? null : hashFromBytes(row.nondeterminism),
     offset: row.offset,
+  };
+}
+
+const TOKEN_SELECT = `
+SELECT t.id, t.hash, t.principal, t.grants, t.created, t.expires, t.label, r.revoked
+FROM tokens t LEFT JOIN token_revocations r ON r.token = t.seq`;
+
+interface TokenRow {
+  id: string;
+  hash: Buffer;
+  principal: string;
+  grants: string;
+  created: number;
+  expires: number | null;
+  label: string | null;
+  revoked: number | null;
+}
+
+function toToken(row: TokenRow): TokenInfo {
+  return {
+    id: row.id,
+    hash: hashFromBytes(row.hash),
+    principal: row.principal,
+    grants: JSON.parse(row.grants) as string[],
+    createdUs: row.created,
+    expiresUs: row.expires,
+    label: row.label,
+    revokedUs: row.revoked,
+  };
+}
+
+interface AccessRow {
+  id: string;
+  time: number;
+  principal: string | null;
+  token: string | null;
+  address: string;
+  method: string;
+  target: string;
+  route: string | null;
+  status: number;
+  rights: string;
+  trace_id: string;
+  duration: number;
+  detail: string;
+}
+
+function toAccess(row: AccessRow): AccessLogEntry {
+  return {
+    id: row.id,
+    timeUs: row.time,
+    principal: row.principal,
+    tokenId: row.token,
+    address: row.address,
+    method: row.method,
+    target: row.target,
+    route: row.route,
+    status: row.status,
+    rights: JSON.parse(row.rights) as string[],
+    traceId: row.trace_id,
+    durationUs: row.duration,
+    detail: JSON.parse(row.detail) as AccessLogEntry['detail'],
   };
 }
 
