@@ -127,7 +127,9 @@ describe('embedded stream log', () => {
     await store.close();
     // Take the store back to schema 1: no stream_log or checkpoint tables, migrations 2 and up not applied.
     withRawDb(dir, (db) => {
-      db.exec('DROP TABLE stream_log; DROP TABLE checkpoint_ends; DROP TABLE checkpoints; DELETE FROM schema_migrations WHERE version >= 2');
+      // (And the tables of every later migration, which would otherwise already exist when they run again.)
+      const later = ['stream_log', 'checkpoint_ends', 'checkpoints', 'objects', 'object_versions', 'version_inputs', 'materialization_settings', 'version_pins', 'version_reads', 'merkle_segments', 'signing_keys', 'tree_heads'];
+      db.exec(`${later.map((t) => `DROP TABLE ${t};`).join(' ')} DELETE FROM schema_migrations WHERE version >= 2`);
     });
     store = await openStore(dir);
     await appendRecords(store, 'later', [{ n: 1 }]);
