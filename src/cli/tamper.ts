@@ -192,12 +192,13 @@ export function addExportCommand(program: Command): void {
     .option('--from <offset>', 'with --stream: from this offset (inclusive)', (v) => parseWhole(v, '--from'))
     .option('--to <offset>', 'with --stream: to this offset (exclusive)', (v) => parseWhole(v, '--to'))
     .option('--run <runId>', "only this run's executions")
+    .option('--object <objectId>', "only this object's lineage (the executions that made its versions, their ancestors and descendants)")
     .option('--as-of <time>', 'history as it stood then (ISO 8601): executions ended by that time')
     .option('--out <file>', 'write there instead of stdout')
     .option('--emit <url>', 'openlineage: post the events to this consumer (Marquez: http://host:5000, POST /api/v1/lineage)')
     .addOption(storeOption())
     .option('--json', 'machine-readable summary (with --out or --emit)')
-    .action(async (opts: StoreOpts & { format: string; stream?: string; from?: number; to?: number; run?: string; asOf?: string; out?: string; emit?: string; json?: boolean }) => {
+    .action(async (opts: StoreOpts & { format: string; stream?: string; from?: number; to?: number; run?: string; object?: string; asOf?: string; out?: string; emit?: string; json?: boolean }) => {
       const format = exportFormat(opts.format);
       let asOfUs: number | undefined;
       if (opts.asOf !== undefined) {
@@ -214,6 +215,7 @@ export function addExportCommand(program: Command): void {
         ...(opts.from === undefined ? {} : { from: opts.from }),
         ...(opts.to === undefined ? {} : { to: opts.to }),
         ...(opts.run === undefined ? {} : { runId: opts.run }),
+        ...(opts.object === undefined ? {} : { objectId: opts.object }),
         ...(asOfUs === undefined ? {} : { asOfUs }),
       };
       await withStore(opts, false, async (store) => {

@@ -8,6 +8,7 @@
 import { ProvenantError } from '../errors.js';
 import type { ExecutionRecord } from '../store/records.js';
 import type { Store } from '../store/store.js';
+import { validateObjectId } from '../objects/refs.js';
 
 /** What to export. All fields optional: the whole store by default. */
 export interface ExportScope {
@@ -21,6 +22,8 @@ export interface ExportScope {
   readonly runId?: string;
   /** History as it stood at this time (epoch microseconds): executions ended by then. */
   readonly asOfUs?: number;
+  /** Only the lineage of this object: the executions that made its versions, their ancestors and descendants. */
+  readonly objectId?: string;
 }
 
 /** One export format. */
@@ -63,6 +66,10 @@ export function exportFormat(name: string): ExportFormat {
 
 /** The executions in a scope, in id (time) order. */
 export async function* selectExecutions(store: Store, scope: ExportScope): AsyncGenerator<ExecutionRecord> {
+  if (scope.objectId !== undefined) {
+    yield* objectExecutions(store, { ...scope, objectId: scope.objectId });
+    return;
+  }
   let afterId: string | undefined;
   for (;;) {
     const page = await store.listExecutions({ ...(scope.runId === undefined ? {} : { runId: scope.runId }), ...(afterId === undefined ? {} : { afterId }), limit: 1000 });
@@ -75,5 +82,27 @@ export async function* selectExecutions(store: Store, scope: ExportScope): Async
     }
     if (page.length < 1000) return;
     afterId = page[page.length - 1]?.id;
+  }
+}
+
+/** The executions in an object's lineage (the DAG walked both ways from its versions), in id order. */
+async function* objectExecutions(store: Store, scope: ExportScope & { objectId: string }): AsyncGenerator<ExecutionRecord> {
+  validateObjectId(scope.objectId);
+  const until = scope.asOfUs === undefined ? {} : { untilUs: scope.asOfUs };
+  const own = await store.listObjectVersions(scope.objectId, until);
+  if (own.length === 0) {
+    throw new ProvenantError('NOT_FOUND', `no object ${scope.objectId}${scope.asOfUs === undefined ? '' : ' at that time'} in ${store.location}`, {
+      hint: 'List objects with `provenant objects`.',
+      context: { objectId: scope.objectId },
+    });
+  }
+  const ids = new Set<string>();
+  for (const direction of ['up', 'down'] as const) {
+    const rows = await store.walkLineage({ from: own.map((v) => v.versionId), direction, ...until, limit: 1_000_000 });
+    for (const r of rows.versions) if (r.version.executionId !== null) ids.add(r.version.executionId);
+  }
+  for (const id of [...ids].sort()) {
+    const e = await store.getExecution(id);
+    if (e !== undefined && (scope.asOfUs === undefined || e.endedUs <= scope.asOfUs)) yield e;
   }
 }
