@@ -574,6 +574,18 @@ function prepareStatements(db: Database.Database) {
   };
 }
 
+/** The schema version of the SQLite store in folder `dir` (0 when it has none), read without writing anything. */
+export function sqliteSchemaVersion(dir: string): number {
+  const file = join(resolve(dir), DATABASE_FILE);
+  if (!existsSync(file)) return 0;
+  const db = new Database(file, { readonly: true });
+  try {
+    return schemaVersion(db);
+  } finally {
+    db.close();
+  }
+}
+
 /** The store's schema version (0 for a new database), read without writing anything. */
 function schemaVersion(db: Database.Database): number {
   const table = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'").get();

@@ -1,0 +1,190 @@
+/**
+ * Versioned schema migrations of the PostgreSQL backend, numbered on their own (this is not the
+ * SQLite schema). Each runs once, in order, in a transaction holding an advisory lock so that
+ * several workers opening the store at once migrate it once; each is recorded in
+ * `schema_migrations`. Never edit a migration that has shipped: add a new one at the end.
+ *
+ * Shape: hashes are 32-byte `bytea` digests, execution ids `uuid` (time-ordered UUIDv7), times
+ * `bigint` microseconds since the epoch; step versions and runs are interned as `bigint` numbers.
+ * History is append-only: triggers refuse UPDATE, DELETE and TRUNCATE on every history table.
+ */
+
+/** One schema migration. */
+export interface PgMigration {
+  readonly version: number;
+  readonly name: string;
+  readonly sql: string;
+}
+
+const appendOnly = (table: string): string => `
+CREATE TRIGGER ${table}_append_only BEFORE UPDATE OR DELETE ON ${table}
+  FOR EACH ROW EXECUTE FUNCTION provenant_append_only();
+CREATE TRIGGER ${table}_no_truncate BEFORE TRUNCATE ON ${table}
+  FOR EACH STATEMENT EXECUTE FUNCTION provenant_append_only();`;
+
+/** All migrations, in order. */
+export const PG_MIGRATIONS: readonly PgMigration[] = [
+  {
+    version: 1,
+    name: 'foundation: blobs, steps, runs, executions, stream logs, checkpoints',
+    sql: `
+CREATE FUNCTION provenant_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE EXCEPTION 'provenant: history is append-only (% cannot be %d)', TG_TABLE_NAME, lower(TG_OP)
+    USING ERRCODE = 'P0001', HINT = 'Record a new row instead (a replay or what-if is a run of its own).';
+END $$;
+
+CREATE FUNCTION provenant_immutable_blob() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE EXCEPTION 'provenant: blobs are immutable (%)', TG_TABLE_NAME USING ERRCODE = 'P0001';
+END $$;
+
+-- Blobs: small ones inline in "bytes"; large ones (location 2) in blob_chunks under "chunks".
+CREATE TABLE blobs (
+  seq      bigserial PRIMARY KEY,
+  hash     bytea NOT NULL UNIQUE,
+  size     bigint NOT NULL,
+  location smallint NOT NULL,           -- 0: inline, 2: chunked
+  bytes    bytea,                       -- NULL when chunked
+  chunks   bigint                       -- chunk set of a chunked blob
+);
+CREATE TABLE blob_chunks (
+  chunks bigint NOT NULL,
+  n      integer NOT NULL,
+  bytes  bytea NOT NULL,
+  PRIMARY KEY (chunks, n)
+);
+CREATE SEQUENCE blob_chunk_sets;
+CREATE TRIGGER blobs_immutable BEFORE UPDATE ON blobs FOR EACH ROW EXECUTE FUNCTION provenant_immutable_blob();
+CREATE TRIGGER blob_chunks_immutable BEFORE UPDATE ON blob_chunks FOR EACH ROW EXECUTE FUNCTION provenant_immutable_blob();
+
+CREATE TABLE step_versions (
+  seq          bigserial PRIMARY KEY,
+  step_id      text NOT NULL,
+  version_hash bytea NOT NULL,
+  manifest     text NOT NULL,           -- JSON StepManifest
+  first_seen   bigint NOT NULL,
+  first_run    text,
+  UNIQUE (step_id, version_hash)
+);
+
+CREATE TABLE contexts (
+  hash    bytea PRIMARY KEY,
+  context text NOT NULL                 -- canonical JSON
+);
+
+CREATE TABLE runs (
+  seq         bigserial PRIMARY KEY,
+  id          text NOT NULL UNIQUE,
+  kind        text NOT NULL,
+  name        text NOT NULL,
+  started     bigint NOT NULL,
+  environment text NOT NULL,
+  policy      text NOT NULL,
+  context     bytea NOT NULL REFERENCES contexts(hash),
+  options     text NOT NULL
+);
+
+CREATE TABLE run_ends (
+  run     bigint PRIMARY KEY REFERENCES runs(seq),
+  ended   bigint NOT NULL,
+  status  text NOT NULL,
+  summary text NOT NULL
+);
+
+CREATE TABLE executions (
+  id             uuid PRIMARY KEY,      -- UUIDv7, time-ordered
+  run            bigint NOT NULL,
+  step_version   bigint NOT NULL,
+  inputs         bytea NOT NULL,        -- concatenated 32-byte digests, in order
+  output         bytea,
+  params         bytea NOT NULL,
+  context        bytea NOT NULL,        -- digest of the context (contexts.hash)
+  started        bigint NOT NULL,
+  duration       bigint NOT NULL,
+  status         smallint NOT NULL,     -- 0 ok, 1 failed
+  error          bytea,
+  nondeterminism bytea,
+  encodings      bytea,                 -- NULL: all JSON; else a byte per value (output, inputs...)
+  stream         text,
+  "offset"       bigint,
+  record_hash    bytea NOT NULL
+);
+CREATE INDEX executions_by_step ON executions (step_version, id);
+CREATE INDEX executions_by_run ON executions (run, id);
+
+CREATE TABLE dead_letters (
+  execution uuid PRIMARY KEY,
+  run       bigint NOT NULL,
+  reason    text NOT NULL
+);
+
+CREATE TABLE stream_log (
+  stream   text NOT NULL,
+  "offset" bigint NOT NULL,
+  value    bytea NOT NULL,
+  encoding smallint NOT NULL,           -- 0: JSON, 1: raw bytes
+  appended bigint NOT NULL,
+  PRIMARY KEY (stream, "offset")
+);
+
+CREATE TABLE checkpoints (
+  seq          bigserial PRIMARY KEY,
+  id           uuid NOT NULL UNIQUE,
+  run          bigint NOT NULL REFERENCES runs(seq),
+  stream       text NOT NULL,
+  previous     uuid,
+  start_offset bigint NOT NULL,
+  started      bigint NOT NULL,
+  pipeline     bytea NOT NULL
+);
+CREATE INDEX checkpoints_by_stream ON checkpoints (stream, seq);
+CREATE INDEX checkpoints_by_run ON checkpoints (run, seq);
+
+CREATE TABLE checkpoint_ends (
+  checkpoint      bigint PRIMARY KEY REFERENCES checkpoints(seq),
+  status          text NOT NULL,
+  end_offset      bigint NOT NULL,
+  ended           bigint NOT NULL,
+  records         bigint NOT NULL,
+  executions      bigint NOT NULL,
+  failed          bigint NOT NULL,
+  dead_lettered   bigint NOT NULL,
+  first_execution uuid,
+  last_execution  uuid,
+  state           bytea,
+  sink            text NOT NULL,
+  input_slice     bytea,
+  reason          text,
+  record_hash     bytea NOT NULL
+);
+${['step_versions', 'contexts', 'runs', 'run_ends', 'executions', 'dead_letters', 'stream_log', 'checkpoints', 'checkpoint_ends'].map(appendOnly).join('\n')}
+`,
+  },
+  {
+    version: 2,
+    name: 'work queue: replay and what-if jobs taken by workers with leases',
+    sql: `
+-- Jobs are work items, not history: their state changes (queued → leased → done/failed).
+CREATE TABLE jobs (
+  id           uuid PRIMARY KEY,
+  kind         text NOT NULL,           -- replay | whatif
+  spec         text NOT NULL,           -- canonical JSON of the job's arguments
+  status       text NOT NULL,           -- queued | running | done | failed
+  attempts     integer NOT NULL DEFAULT 0,
+  max_attempts integer NOT NULL DEFAULT 3,
+  worker       text,
+  lease_until  bigint,                  -- epoch microseconds; a running job whose lease passed is free again
+  submitted    bigint NOT NULL,
+  started      bigint,
+  finished     bigint,
+  result       text,                    -- canonical JSON of the outcome
+  error        text
+);
+CREATE INDEX jobs_free ON jobs (status, submitted);
+`,
+  },
+];
+
+/** The newest PostgreSQL schema version this code knows. */
+export const PG_SCHEMA_VERSION = PG_MIGRATIONS.length;
