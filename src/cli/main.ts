@@ -32,6 +32,7 @@ import { count, durationUs, foldedJson, isoUs, paint, shortHash, table } from '.
 import { Progress } from './progress.js';
 import { runDemo, type DemoOptions } from './demo.js';
 import { addReplayToolCommands } from './replay-tools.js';
+import { addScaleCommands } from './scale.js';
 
 
 
@@ -638,6 +639,7 @@ export function buildProgram(): Command {
     });
 
   addReplayToolCommands(program);
+  addScaleCommands(program);
 
   return program;
 }

@@ -235,6 +235,16 @@ export class PostgresStore implements Store {
     return row === undefined ? undefined : { size: row.size, location: 'inline' };
   }
 
+  async listBlobs(options: { afterHash?: ContentHash; limit?: number } = {}): Promise<{ hash: ContentHash; size: number }[]> {
+    const after = options.afterHash === undefined ? Buffer.alloc(0) : hashToBytes(options.afterHash);
+    const r = await this.#query<{ hash: Buffer; size: number }>({
+      name: 'provenant_list_blobs',
+      text: 'SELECT hash, size FROM blobs WHERE hash > $1 ORDER BY hash LIMIT $2',
+      values: [after, options.limit ?? 1000],
+    });
+    return r.rows.map((row) => ({ hash: hashFromBytes(row.hash), size: row.size }));
+  }
+
   // ---- steps ----------------------------------------------------------------------------
 
   async registerStepVersion(version: StepVersion): Promise<StepVersion> {
@@ -511,9 +521,9 @@ export class PostgresStore implements Store {
 
   // ---- embedded stream logs -------------------------------------------------------------
 
-  async appendToStream(streamId: string, values: readonly StreamValue[]): Promise<{ first: number; next: number }> {
+  async appendToStream(streamId: string, values: readonly StreamValue[], options: { appendedUs?: number } = {}): Promise<{ first: number; next: number }> {
     checkStreamId(streamId);
-    const appendedUs = nowUs();
+    const appendedUs = options.appendedUs ?? nowUs();
     const hexes = values.map((v) => hexOf(v.hash, 'value hash'));
     return this.#withClient((c) =>
       inTransaction(c, async () => {

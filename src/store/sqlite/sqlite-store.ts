@@ -256,6 +256,12 @@ export class SqliteStore implements Store {
     return { size: row.size, location: row.location === LOCATION_FILE ? 'file' : 'inline' };
   }
 
+  async listBlobs(options: { afterHash?: ContentHash; limit?: number } = {}): Promise<{ hash: ContentHash; size: number }[]> {
+    const after = options.afterHash === undefined ? Buffer.alloc(0) : hashToBytes(options.afterHash);
+    const rows = this.#stmt.listBlobs.all(after, options.limit ?? 1000) as { hash: Buffer; size: number }[];
+    return rows.map((r) => ({ hash: hashFromBytes(r.hash), size: r.size }));
+  }
+
   // ---- steps ----------------------------------------------------------------------------
 
   async registerStepVersion(version: StepVersion): Promise<StepVersion> {
@@ -408,13 +414,13 @@ export class SqliteStore implements Store {
 
   // ---- embedded stream logs -------------------------------------------------------------
 
-  async appendToStream(streamId: string, values: readonly StreamValue[]): Promise<{ first: number; next: number }> {
+  async appendToStream(streamId: string, values: readonly StreamValue[], options: { appendedUs?: number } = {}): Promise<{ first: number; next: number }> {
     checkStreamId(streamId);
     // Large values are durable files before the log rows that refer to them commit.
     for (const v of values) if (v.bytes.byteLength > this.#inlineMax) await this.#files.write(v.hash, v.bytes);
     const stmt = this.#stmt;
     const inlineMax = this.#inlineMax;
-    const appendedUs = nowUs();
+    const appendedUs = options.appendedUs ?? nowUs();
     return this.#db
       .transaction(() => {
         const seq = this.#applier.internStream(streamId);
@@ -537,6 +543,7 @@ function prepareStatements(db: Database.Database) {
     getBlob: db.prepare('SELECT location, bytes FROM blobs WHERE hash = ?'),
     getBlobStat: db.prepare('SELECT size, location FROM blobs WHERE hash = ?'),
     deleteBlob: db.prepare('DELETE FROM blobs WHERE hash = ?'),
+    listBlobs: db.prepare('SELECT hash, size FROM blobs WHERE hash > ? ORDER BY hash LIMIT ?'),
     insertStepVersion: db.prepare(
       'INSERT INTO step_versions (step_id, version_hash, manifest, first_seen, first_run) VALUES (?, ?, ?, ?, ?)',
     ),
