@@ -163,8 +163,25 @@ ${['step_versions', 'contexts', 'runs', 'run_ends', 'executions', 'dead_letters'
   },
   {
     version: 2,
-    name: 'work queue: replay and what-if jobs taken by workers with leases',
+    name: 'shared work: stream segments and jobs taken by workers with leases',
     sql: `
+-- A stream is shared out among workers in segments of consecutive offsets [start_offset, end_offset),
+-- each processed by one worker under a lease as ONE checkpoint. Segments are work items, not
+-- history: their status changes (open → running → done); what they produced is in the history.
+CREATE TABLE work_segments (
+  grp          text NOT NULL,           -- the worker group (pipeline name by default)
+  stream       text NOT NULL,           -- the stream id (jetstream:NAME)
+  start_offset bigint NOT NULL,
+  end_offset   bigint NOT NULL,
+  status       text NOT NULL,           -- open | running | done
+  attempts     integer NOT NULL DEFAULT 0,
+  worker       text,
+  lease_until  bigint,                  -- epoch microseconds (server clock); a running segment past it is free again
+  run_id       text,                    -- the run that completed it
+  PRIMARY KEY (grp, stream, start_offset)
+);
+CREATE INDEX work_segments_free ON work_segments (grp, stream, status, start_offset);
+
 -- Jobs are work items, not history: their state changes (queued → leased → done/failed).
 CREATE TABLE jobs (
   id           uuid PRIMARY KEY,
