@@ -23,6 +23,7 @@ import { appendRecords, LogSource } from '../stream/log.js';
 import type { LoadedStep, StepContext } from '../step/runtime.js';
 import type { JsonValue } from '../hash/canonical.js';
 import { benchReplayTools } from './replay-tools.js';
+import { benchPostgres } from './pg.js';
 
 /** One benchmark figure. */
 export interface BenchResult {
@@ -317,6 +318,13 @@ async function main(): Promise<void> {
   );
   process.stderr.write('Measuring what-if and bisect…\n');
   results.push(...(await benchReplayTools(records)));
+  {
+    process.stderr.write('Measuring PostgreSQL capture and several workers…\n');
+    const loaded = await loadPipelineFile(join(repo, 'examples', 'flights', 'pipeline.ts'));
+    const twoSteps = { ...loaded, definition: { ...loaded.definition, steps: loaded.definition.steps.slice(0, 2) } };
+    const pgRecords = records.slice(0, Number(process.env.BENCH_PG_RECORDS ?? 40_000));
+    results.push(...(await benchPostgres(pgRecords, twoSteps, join(repo, 'examples', 'flights', 'pipeline.ts'), join(repo, 'dist', 'cli', 'main.js'))));
+  }
   mkdirSync(dirname(outFile), { recursive: true });
   writeFileSync(outFile, `${JSON.stringify(results, null, 2)}\n`);
   const width = Math.max(...results.map((r) => r.name.length));

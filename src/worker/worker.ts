@@ -174,11 +174,14 @@ async function ensureSegments(store: PostgresStore, source: JetStreamSource, gro
 async function claim(store: PostgresStore, _kind: 'segment', group: string, streamId: string, workerId: string, leaseMs: number): Promise<SegmentRow | undefined> {
   const r = await store.withClient((c) =>
     c.query<SegmentRow>(
-      `UPDATE work_segments s SET status = 'running', worker = $3, lease_until = ${NOW_US} + $4::bigint, attempts = s.attempts + 1
-       FROM (SELECT start_offset FROM work_segments
-             WHERE grp = $1 AND stream = $2 AND (status = 'open' OR (status = 'running' AND lease_until < ${NOW_US}))
-             ORDER BY start_offset LIMIT 1 FOR UPDATE SKIP LOCKED) f
-       WHERE s.grp = $1 AND s.stream = $2 AND s.start_offset = f.start_offset
+      // The free row is picked once, in a CTE: a subquery joined in UPDATE … FROM may be scanned again
+      // (a nested loop), and with SKIP LOCKED a second scan would take a second row.
+      `WITH f AS MATERIALIZED (
+         SELECT start_offset FROM work_segments
+         WHERE grp = $1 AND stream = $2 AND (status = 'open' OR (status = 'running' AND lease_until < ${NOW_US}))
+         ORDER BY start_offset LIMIT 1 FOR UPDATE SKIP LOCKED)
+       UPDATE work_segments s SET status = 'running', worker = $3, lease_until = ${NOW_US} + $4::bigint, attempts = s.attempts + 1
+       FROM f WHERE s.grp = $1 AND s.stream = $2 AND s.start_offset = f.start_offset
        RETURNING s.start_offset, s.end_offset, s.attempts`,
       [group, streamId, workerId, leaseMs * 1000],
     ),
@@ -378,11 +381,12 @@ export async function getJob(store: Store, id: string): Promise<JobInfo | undefi
 async function claimJob(store: PostgresStore, workerId: string, leaseMs: number): Promise<JobRow | undefined> {
   const r = await store.withClient((c) =>
     c.query<JobRow>(
-      `UPDATE jobs j SET status = 'running', worker = $1, lease_until = ${NOW_US} + $2::bigint, attempts = j.attempts + 1, started = ${NOW_US}
-       FROM (SELECT id FROM jobs
-             WHERE (status = 'queued' OR (status = 'running' AND lease_until < ${NOW_US})) AND attempts < max_attempts
-             ORDER BY submitted LIMIT 1 FOR UPDATE SKIP LOCKED) f
-       WHERE j.id = f.id
+      `WITH f AS MATERIALIZED (
+         SELECT id FROM jobs
+         WHERE (status = 'queued' OR (status = 'running' AND lease_until < ${NOW_US})) AND attempts < max_attempts
+         ORDER BY submitted LIMIT 1 FOR UPDATE SKIP LOCKED)
+       UPDATE jobs j SET status = 'running', worker = $1, lease_until = ${NOW_US} + $2::bigint, attempts = j.attempts + 1, started = ${NOW_US}
+       FROM f WHERE j.id = f.id
        RETURNING j.id::text AS id, j.kind, j.spec, j.status, j.attempts, j.max_attempts, j.worker, j.submitted, j.started, j.finished, j.result, j.error`,
       [workerId, leaseMs * 1000],
     ),
@@ -421,11 +425,15 @@ async function runJob(store: PostgresStore, job: JobRow, workerId: string): Prom
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => {
+    const onAbort = (): void => {
       clearTimeout(t);
       resolve();
-    });
+    };
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
   });
 }
 
