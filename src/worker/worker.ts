@@ -227,6 +227,23 @@ async function processSegment(
   const previous = await completeCheckpointOf(store, group, source.streamId, start);
   let runId = previous;
   let records = 0;
+  // The fence: the segment's checkpoint commits only while this worker still holds the segment (the
+  // row is locked inside the commit's transaction), so a worker whose lease was taken over while it
+  // was slow cannot complete the segment a second time.
+  store.setCommitGuard(async (client) => {
+    const held = await client.query(`SELECT 1 FROM work_segments WHERE grp = $1 AND stream = $2 AND start_offset = $3 AND worker = $4 AND status = 'running' FOR UPDATE`, [
+      group,
+      source.streamId,
+      start,
+      workerId,
+    ]);
+    if (held.rowCount === 0) {
+      throw new ProvenantError('STORE_BUSY', `segment ${start}..${end} of ${source.streamId} was taken over by another worker; this worker's attempt is not committed`, {
+        hint: 'Nothing to do: the other worker processes the segment. Raise --lease if workers are often slower than it.',
+        context: { stream: source.streamId, start, end, worker: workerId, lostLease: true },
+      });
+    }
+  });
   if (runId === null) {
     let result: PipelineResult;
     for (let attempt = 1; ; attempt++) {
@@ -242,6 +259,10 @@ async function processSegment(
         });
         break;
       } catch (err) {
+        if (lostLease(err)) {
+          store.setCommitGuard(undefined);
+          return { runId: null, records: 0 };
+        }
         // A run cut by a lost connection leaves an unfinished checkpoint; the segment is done again by a new run.
         if (!(err instanceof ProvenantError && err.retryable) || attempt >= 5) throw err;
         await sleep(500 * attempt);
@@ -250,6 +271,7 @@ async function processSegment(
     runId = result.runId;
     records = result.records;
   }
+  store.setCommitGuard(undefined);
   await store.withClient((c) =>
     c.query(`UPDATE work_segments SET status = 'done', run_id = $4, lease_until = NULL WHERE grp = $1 AND stream = $2 AND start_offset = $3 AND worker = $5`, [
       group,
@@ -421,6 +443,14 @@ async function runJob(store: PostgresStore, job: JobRow, workerId: string): Prom
     );
     return { status, error: message };
   }
+}
+
+/** Whether an error (or one it was caused by) says the segment's lease was taken over. */
+function lostLease(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e !== undefined && e !== null && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    if (e instanceof ProvenantError && e.context.lostLease === true) return true;
+  }
+  return false;
 }
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {

@@ -43,7 +43,7 @@ interface Worker {
 }
 
 function startWorker(pipeline: string, store: string, stream: string, extra: string[] = []): Worker {
-  const child = spawn(process.execPath, [DIST_CLI, 'worker', pipeline, '--store', store, '--stream', stream, '--nats', NATS.url, '--segment-size', '150', '--lease', '1500', '--drain', '--json', ...extra], {
+  const child = spawn(process.execPath, [DIST_CLI, 'worker', pipeline, '--store', store, '--stream', stream, '--nats', NATS.url, '--segment-size', '150', '--lease', '3000', '--drain', '--json', ...extra], {
     cwd: REPO_ROOT,
     env: { ...process.env, NO_COLOR: '1' },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -80,6 +80,7 @@ export class PostgresStore implements Store {
   readonly #runSeq = new Map<string, number>();
   readonly #stepSeq = new Map<string, number>();
   #closed = false;
+  #commitGuard: ((client: pg.ClientBase, checkpoint: CheckpointTransition) => Promise<void>) | undefined;
 
   private constructor(where: PgLocation, pool: pg.Pool) {
     this.#where = where;
@@ -127,6 +128,15 @@ export class PostgresStore implements Store {
   /** The schema the store's tables live in. */
   get schema(): string {
     return this.#where.schema;
+  }
+
+  /**
+   * A check run inside every transaction that ends a checkpoint, before it commits; throwing
+   * refuses the commit (the worker's fence: a worker whose lease was taken over must not complete
+   * the segment's checkpoint too). `undefined` removes it.
+   */
+  setCommitGuard(guard: ((client: pg.ClientBase, checkpoint: CheckpointTransition) => Promise<void>) | undefined): void {
+    this.#commitGuard = guard;
   }
 
   /** Run `fn` with a pooled connection, retried on connection loss (see the module comment). */
@@ -440,7 +450,10 @@ export class PostgresStore implements Store {
         [batch.deadLetters.map((d) => d.executionId), batch.deadLetters.map((d) => runOf.get(d.executionId)), batch.deadLetters.map((d) => d.reason)],
       );
     }
-    if (checkpoint !== undefined) await applyTransition(client, checkpoint, this.location, runSeq);
+    if (checkpoint !== undefined) {
+      if (checkpoint.end !== undefined && this.#commitGuard !== undefined) await this.#commitGuard(client, checkpoint);
+      await applyTransition(client, checkpoint, this.location, runSeq);
+    }
   }
 
   async #requireRun(client: pg.ClientBase, runId: string): Promise<number> {
@@ -587,6 +600,7 @@ export class PostgresStore implements Store {
       (c) =>
         inTransaction(c, async () => {
           await insertBlobs(c, rows);
+          if (transition.end !== undefined && this.#commitGuard !== undefined) await this.#commitGuard(c, transition);
           await applyTransition(c, transition, this.location, (id) => this.#requireRun(c, id));
         }),
       landed,
