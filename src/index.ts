@@ -110,3 +110,19 @@ export {
 export type { FetchRecord, FetchRequestRecord, FetchResponseRecord, FetchErrorRecord, FetchOutcome } from './step/fetch.js';
 export { reexecute, type ReexecutionResult, type DivergenceCause } from './replay/execution.js';
 export { appendRecords, readLog, LogSource, type AppendRecordsOptions, type ReadLogOptions } from './stream/log.js';
+export {
+  putObject,
+  deriveObject,
+  listObjectVersions,
+  resolveVersion,
+  type ObjectVersion,
+  type PutObjectOptions,
+  type DeriveOptions,
+  type DeriveResult,
+  type VersionRef,
+} from './objects/versions.js';
+export { getAsOf, type AsOfOptions, type AsOfResult, type RecomputeBudget } from './objects/asof.js';
+export { lineage, renderLineageTree, type LineageGraph, type LineageNode, type LineageEdge, type LineageOptions } from './objects/lineage.js';
+export { setPolicy, listPolicies, parsePolicy, formatPolicy, gc, materialize, decideKeeps, type MaterializationPolicy, type GcResult, type KeepDecision } from './objects/materialize.js';
+export { validateObjectId, parseTime, MAX_OBJECT_ID_LENGTH, type TimeInput } from './objects/refs.js';
+export { exportCypher, cypherString, type CypherDialect, type CypherExportOptions } from './export/cypher.js';

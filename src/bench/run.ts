@@ -24,6 +24,7 @@ import type { LoadedStep, StepContext } from '../step/runtime.js';
 import type { JsonValue } from '../hash/canonical.js';
 import { benchReplayTools } from './replay-tools.js';
 import { benchPostgres } from './pg.js';
+import { benchObjects } from './objects.js';
 
 /** One benchmark figure. */
 export interface BenchResult {
@@ -325,6 +326,7 @@ async function main(): Promise<void> {
     const pgRecords = records.slice(0, Number(process.env.BENCH_PG_RECORDS ?? 40_000));
     results.push(...(await benchPostgres(pgRecords, twoSteps, join(repo, 'examples', 'flights', 'pipeline.ts'), join(repo, 'dist', 'cli', 'main.js'))));
   }
+  results.push(...(await benchObjects()));
   mkdirSync(dirname(outFile), { recursive: true });
   writeFileSync(outFile, `${JSON.stringify(results, null, 2)}\n`);
   const width = Math.max(...results.map((r) => r.name.length));

@@ -120,6 +120,11 @@ export class FileBlobs {
     return source.pipe(verify);
   }
 
+  /** Delete a blob's file (garbage collection); absent files are ignored. */
+  async remove(hash: ContentHash): Promise<void> {
+    await rm(this.pathOf(hash), { force: true });
+  }
+
   async has(hash: ContentHash): Promise<boolean> {
     return exists(this.pathOf(hash));
   }

@@ -255,6 +255,11 @@ export class Run {
     }
   }
 
+  /** The run's context (merged under the one set with `withContext` at each call). */
+  get context(): ExecutionContext {
+    return this.#context;
+  }
+
   /** What is buffered since the last commit: in a checkpointed run, the open checkpoint's executions. */
   get pending(): PendingExecutions {
     return { ...this.#pending };
@@ -576,7 +581,8 @@ function decodeCanonical(value: EncodedValue): unknown {
 }
 
 
-function toRecordedError(err: unknown, stepId: string): RecordedError {
+/** A thrown value as the error recorded with a failed execution. */
+export function toRecordedError(err: unknown, stepId: string): RecordedError {
   if (err instanceof Error || (typeof err === 'object' && err !== null && 'message' in err)) {
     const e = err as Error & { code?: unknown };
     const recorded: { name: string; message: string; stack?: string; code?: string } = {

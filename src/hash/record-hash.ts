@@ -8,7 +8,7 @@
  * verifying version-1 records with this function: old stores must still verify.
  */
 import { canonicalize, sha256, type ContentHash, type JsonValue } from './canonical.js';
-import type { CheckpointBegin, CheckpointEnd, ExecutionRecord } from '../store/records.js';
+import type { CheckpointBegin, CheckpointEnd, ExecutionRecord, ObjectVersionRecord } from '../store/records.js';
 
 /** The current record format version. */
 export const RECORD_FORMAT = 1;
@@ -192,4 +192,30 @@ export function canonicalCheckpoint(begin: CheckpointBegin, end: CheckpointEnd):
 /** The record hash of an ended checkpoint: SHA-256 of the RFC 8785 form of {@link canonicalCheckpoint}. */
 export function checkpointRecordHash(begin: CheckpointBegin, end: CheckpointEnd): ContentHash {
   return sha256(canonicalize(canonicalCheckpoint(begin, end)));
+}
+
+/** The fields of an object version that its record hash covers. */
+export type HashedObjectVersion = Omit<ObjectVersionRecord, 'recordHash' | 'pinned'>;
+
+/** The object whose canonical form is an object version's record hash (format 1). */
+export function canonicalObjectVersion(v: HashedObjectVersion): JsonValue {
+  return {
+    v: RECORD_FORMAT,
+    kind: 'object-version',
+    versionId: v.versionId,
+    objectId: v.objectId,
+    ordinal: v.ordinal,
+    validFromUs: v.validFromUs,
+    contentHash: v.contentHash,
+    encoding: v.encoding,
+    contentType: v.contentType,
+    size: v.size,
+    executionId: v.executionId,
+    inputVersionIds: [...v.inputVersionIds],
+  };
+}
+
+/** The record hash of an object version: SHA-256 of the RFC 8785 form of {@link canonicalObjectVersion}. */
+export function objectVersionRecordHash(v: HashedObjectVersion): ContentHash {
+  return sha256(canonicalize(canonicalObjectVersion(v)));
 }

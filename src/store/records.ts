@@ -286,3 +286,131 @@ export type ExecutionSketch = Pick<
   | 'nondeterminismHash'
   | 'offset'
 >;
+
+// ---- objects -------------------------------------------------------------------------------
+
+/**
+ * One version of a named object (`customers/42`): made by ingestion (original data, always kept)
+ * or by an execution from other versions. Valid from its transaction time until the next version.
+ */
+export interface ObjectVersionRecord {
+  /** UUIDv7. */
+  readonly versionId: string;
+  readonly objectId: string;
+  /** 1 for the object's first version, then 2, 3… */
+  readonly ordinal: number;
+  /** Transaction time (epoch microseconds): the version is current from then on. */
+  readonly validFromUs: number;
+  readonly contentHash: ContentHash;
+  readonly encoding: ValueEncoding;
+  /** Media type given at ingestion (`application/json` for JSON values by default). */
+  readonly contentType: string;
+  /** Size of the canonical bytes. */
+  readonly size: number;
+  /** The execution that made it; null for ingested original data. */
+  readonly executionId: string | null;
+  /** The versions that execution used, in input order (empty for originals). */
+  readonly inputVersionIds: readonly string[];
+  /** Hash of the canonical version record (see `hash/record-hash.ts`). */
+  readonly recordHash: ContentHash;
+  /** Pinned by hand: its bytes are kept whatever the policy says (not part of the record hash). */
+  readonly pinned: boolean;
+}
+
+/** A version as handed to the store: the store gives it its ordinal, time and record hash. */
+export interface ObjectVersionWrite {
+  readonly versionId: string;
+  readonly objectId: string;
+  readonly contentHash: ContentHash;
+  readonly encoding: ValueEncoding;
+  readonly contentType: string;
+  readonly size: number;
+  readonly executionId: string | null;
+  readonly inputVersionIds: readonly string[];
+  /**
+   * Transaction time to record instead of the commit time (copying a store); must be later than
+   * the object's last version. Default: now (made later than the last version if the clock lags).
+   */
+  readonly validFromUs?: number;
+}
+
+/** Versions with the executions that made them and the values both refer to, committed atomically. */
+export interface ObjectVersionBatch {
+  readonly versions: readonly ObjectVersionWrite[];
+  readonly executions: readonly ExecutionWrite[];
+  readonly values: readonly ValueWrite[];
+}
+
+/** A reachable version in a lineage walk, with its distance from the start in executions. */
+export interface LineageVersion {
+  readonly version: ObjectVersionRecord;
+  readonly depth: number;
+  /** The execution that made it, in brief (backends fill it from the same query; absent for originals). */
+  readonly maker?: LineageMaker;
+}
+
+/** An execution as a lineage graph names it. */
+export interface LineageMaker {
+  readonly executionId: string;
+  readonly stepId: string;
+  readonly versionHash: ContentHash;
+  readonly startedUs: number;
+  readonly status: ExecutionStatus;
+}
+
+/** A lineage walk over the version DAG, done in the store (recursive queries). */
+export interface LineageQuery {
+  /** Versions to start from (depth 0). */
+  readonly from: readonly string[];
+  /** `up`: the versions they were made from; `down`: the versions made from them. */
+  readonly direction: 'up' | 'down';
+  /** Executions to walk through at most (undefined: no limit). */
+  readonly depth?: number;
+  /** Ignore versions made after this time (epoch microseconds). */
+  readonly untilUs?: number;
+  /** Stop after this many versions (default 100,000); the answer says it was cut. */
+  readonly limit?: number;
+}
+
+/** The answer to a {@link LineageQuery}. */
+export interface LineageRows {
+  readonly versions: readonly LineageVersion[];
+  /** True when the limit cut the walk. */
+  readonly truncated: boolean;
+}
+
+/** A version needed to recompute another: kept (its bytes are stored) or to be made by its execution. */
+export interface RecomputeRow {
+  readonly version: ObjectVersionRecord;
+  /** Its bytes are stored: read it, do not recompute it. */
+  readonly kept: boolean;
+}
+
+/** A materialization policy and where it applies. */
+export interface MaterializationSetting {
+  /** `store` (every step without its own setting) or `step:<stepId>`. */
+  readonly scope: string;
+  /** `all`, `none`, `every:<k>`, or `cost:<ms per KiB>`. */
+  readonly policy: string;
+  readonly setUs: number;
+}
+
+/** What gc and the cost-based policy know about a derived version. */
+export interface VersionUsage {
+  readonly version: ObjectVersionRecord;
+  readonly stepId: string;
+  /** Its execution's duration (microseconds). */
+  readonly durationUs: number;
+  /** How often it was read (as-of reads that returned it or used it). */
+  readonly reads: number;
+  readonly kept: boolean;
+}
+
+/** One as-of read, kept to measure read frequency and recompute cost. */
+export interface ObjectRead {
+  readonly versionId: string;
+  readonly atUs: number;
+  readonly recomputed: boolean;
+  /** Time spent obtaining the bytes (microseconds). */
+  readonly costUs: number;
+}

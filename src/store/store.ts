@@ -22,6 +22,14 @@ import type {
   ValueWrite,
   ExecutionQuery,
   ExecutionRecord,
+  LineageQuery,
+  LineageRows,
+  MaterializationSetting,
+  ObjectRead,
+  ObjectVersionBatch,
+  ObjectVersionRecord,
+  RecomputeRow,
+  VersionUsage,
   RunEnd,
   RunInfo,
   RunRecord,
@@ -38,6 +46,8 @@ export interface StoreCapabilities {
   readonly concurrentWriters: boolean;
   /** Blobs above the inline limit live as files in a folder. */
   readonly fileBlobs: boolean;
+  /** Objects, versions, lineage and materialization are implemented (not yet on PostgreSQL). */
+  readonly objects: boolean;
 }
 
 /** Where a blob's bytes are kept. */
@@ -168,6 +178,49 @@ export interface Store {
    * lean, in id order.
    */
   listExecutionSketches(runId: string, firstId: string, lastId: string): Promise<ExecutionSketch[]>;
+
+  // Objects: named, versioned data. A version is ingested (original) or made by an execution from
+  // other versions; the versions an execution used are the edges of the provenance DAG.
+  /**
+   * Commit versions together with the executions that made them and the values both refer to, in
+   * one transaction. Each version gets the next ordinal of its object and a transaction time later
+   * than the object's last version. Returns the versions as recorded.
+   * @throws ProvenantError INPUT_INVALID, NOT_FOUND (unknown input version or execution), BLOB_MISSING (content not stored)
+   */
+  commitObjectVersions(batch: ObjectVersionBatch): Promise<ObjectVersionRecord[]>;
+  getObjectVersion(versionId: string): Promise<ObjectVersionRecord | undefined>;
+  /** The version of an object current at a time (the last one valid from at or before it). */
+  objectVersionAt(objectId: string, atUs: number): Promise<ObjectVersionRecord | undefined>;
+  /** An object's versions, oldest first (those valid from at or before `untilUs`). */
+  listObjectVersions(objectId: string, range?: { untilUs?: number; limit?: number }): Promise<ObjectVersionRecord[]>;
+  /** Versions with this content, or the version an execution made. */
+  findObjectVersions(by: { contentHash?: ContentHash; executionId?: string }): Promise<ObjectVersionRecord[]>;
+  /** Objects whose id starts with `prefix`, by id, with their version counts. */
+  listObjects(options?: { prefix?: string; limit?: number }): Promise<{ objectId: string; versions: number; latestUs: number }[]>;
+  /** Ancestors or descendants of versions, found by a recursive query in the store. */
+  walkLineage(query: LineageQuery): Promise<LineageRows>;
+  /**
+   * What recomputing a version needs: it and the closure of its inputs, stopping at versions whose
+   * bytes are kept; in commit order, so every version comes after the versions it was made from.
+   * @throws ProvenantError INPUT_INVALID for a malformed id
+   */
+  recomputePlan(versionId: string): Promise<RecomputeRow[]>;
+
+  // Materialization: which versions keep their bytes. Settings, pins and reads are appended.
+  setMaterialization(setting: MaterializationSetting): Promise<void>;
+  /** The current setting of each scope. */
+  listMaterialization(): Promise<MaterializationSetting[]>;
+  /** Pin (keep whatever the policy) or unpin a version. @throws ProvenantError NOT_FOUND */
+  setPinned(versionId: string, pinned: boolean): Promise<void>;
+  recordObjectReads(reads: readonly ObjectRead[]): Promise<void>;
+  /** Every derived version with its step, execution duration, read count and whether it is kept. */
+  listVersionUsage(): Promise<VersionUsage[]>;
+  /**
+   * Delete the bytes of derived versions' contents that nothing else needs: never an original's,
+   * a pinned version's, a step artifact, a stream record, a checkpoint value, or any value of an
+   * execution outside the object DAG. Returns what was deleted.
+   */
+  dropBlobs(hashes: readonly ContentHash[]): Promise<{ dropped: ContentHash[]; bytes: number }>;
 
   stats(): Promise<StoreStats>;
   close(): Promise<void>;

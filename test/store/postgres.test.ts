@@ -16,10 +16,14 @@ import { append, buildExecution, createRun, describeStoreContract, registerStep,
 const available = await postgresAvailable();
 
 describeWithService(POSTGRES, available, 'PostgresStore', () => {
-  describeStoreContract('PostgresStore', async () => {
-    const store = await openStore(freshPgUrl());
-    return { store, cleanup: async () => store.close() };
-  });
+  describeStoreContract(
+    'PostgresStore',
+    async () => {
+      const store = await openStore(freshPgUrl());
+      return { store, cleanup: async () => store.close() };
+    },
+    { objects: 'objects, versions, lineage and materialization are not ported to PostgreSQL yet (capabilities.objects is false)' },
+  );
 
   async function populate(store: Store) {
     const run = await createRun(store);

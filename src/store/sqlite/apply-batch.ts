@@ -50,10 +50,16 @@ export class BatchApplier {
     };
   }
 
-  /** Commit a packed batch atomically: all of it or none. */
-  apply(batch: PackedBatch): void {
+  /**
+   * Commit a packed batch atomically: all of it or none. `alsoInside` runs in the same
+   * transaction after the batch is written (object versions made by its executions).
+   */
+  apply(batch: PackedBatch, alsoInside?: () => void): void {
     // Rows interned inside a rolled-back transaction are gone: #transaction forgets their numbers.
-    this.#transaction(() => this.#write(batch));
+    this.#transaction(() => {
+      this.#write(batch);
+      alsoInside?.();
+    });
   }
 
   #write(batch: PackedBatch): void {

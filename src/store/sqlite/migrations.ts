@@ -161,6 +161,67 @@ CREATE TABLE checkpoint_ends (
 ${['checkpoints', 'checkpoint_ends'].map(appendOnly).join('\n')}
 `,
   },
+  {
+    version: 4,
+    name: 'objects, versions, lineage, materialization',
+    sql: `
+CREATE TABLE objects (
+  seq INTEGER PRIMARY KEY,
+  id  TEXT NOT NULL UNIQUE
+);
+
+-- A version is current from valid_from (transaction time) until the object's next version.
+CREATE TABLE object_versions (
+  seq          INTEGER PRIMARY KEY,     -- commit order
+  id           BLOB NOT NULL UNIQUE,    -- UUIDv7, 16 bytes
+  object       INTEGER NOT NULL REFERENCES objects(seq),
+  ordinal      INTEGER NOT NULL,        -- 1, 2, 3… per object
+  valid_from   INTEGER NOT NULL,        -- epoch microseconds, increasing per object
+  value        BLOB NOT NULL,           -- digest of the content (a blob while kept)
+  encoding     INTEGER NOT NULL,        -- 0 JSON, 1 raw bytes
+  content_type TEXT NOT NULL,
+  size         INTEGER NOT NULL,
+  execution    BLOB,                    -- the execution that made it; NULL: ingested original
+  record_hash  BLOB NOT NULL,
+  UNIQUE (object, ordinal)
+);
+CREATE INDEX object_versions_by_time ON object_versions (object, valid_from);
+CREATE INDEX object_versions_by_execution ON object_versions (execution) WHERE execution IS NOT NULL;
+CREATE INDEX object_versions_by_value ON object_versions (value);
+
+-- The provenance DAG: which versions an execution used, in input order.
+CREATE TABLE version_inputs (
+  execution BLOB NOT NULL,
+  position  INTEGER NOT NULL,
+  version   INTEGER NOT NULL REFERENCES object_versions(seq),
+  PRIMARY KEY (execution, position)
+) WITHOUT ROWID;
+CREATE INDEX version_inputs_by_version ON version_inputs (version, execution);
+
+-- Materialization: settings, pins and reads are appended; the latest row per scope or version wins.
+CREATE TABLE materialization_settings (
+  seq    INTEGER PRIMARY KEY,
+  scope  TEXT NOT NULL,                 -- 'store' or 'step:<id>'
+  policy TEXT NOT NULL,
+  set_at INTEGER NOT NULL
+);
+CREATE TABLE version_pins (
+  seq     INTEGER PRIMARY KEY,
+  version INTEGER NOT NULL REFERENCES object_versions(seq),
+  pinned  INTEGER NOT NULL,
+  set_at  INTEGER NOT NULL
+);
+CREATE INDEX version_pins_by_version ON version_pins (version, seq);
+CREATE TABLE version_reads (
+  version    INTEGER NOT NULL REFERENCES object_versions(seq),
+  at         INTEGER NOT NULL,
+  recomputed INTEGER NOT NULL,
+  cost_us    INTEGER NOT NULL
+);
+CREATE INDEX version_reads_by_version ON version_reads (version);
+${['objects', 'object_versions', 'version_inputs', 'materialization_settings', 'version_pins', 'version_reads'].map(appendOnly).join('\n')}
+`,
+  },
 ];
 
 /** The newest schema version this code knows. */

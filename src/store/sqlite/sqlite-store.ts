@@ -51,6 +51,14 @@ import type {
   ExecutionContext,
   ExecutionQuery,
   ExecutionRecord,
+  LineageQuery,
+  LineageRows,
+  MaterializationSetting,
+  ObjectRead,
+  ObjectVersionBatch,
+  ObjectVersionRecord,
+  RecomputeRow,
+  VersionUsage,
   RunEnd,
   RunInfo,
   RunRecord,
@@ -63,6 +71,7 @@ import type {
 } from '../records.js';
 import { CHECKPOINT_INLINE_MAX, type BlobLocation, type ExecutionBatchBuilder, type Store, type StoreCapabilities, type StoreStats } from '../store.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
+import { SqliteObjects } from './objects.js';
 
 /** Options of {@link SqliteStore.open}. */
 export interface SqliteStoreOptions {
@@ -132,7 +141,7 @@ FROM runs r JOIN contexts c ON c.seq = r.context LEFT JOIN run_ends re ON re.run
 /** The embedded SQLite store. Open with {@link SqliteStore.open} or `openStore(dir)`. */
 export class SqliteStore implements Store {
   readonly location: string;
-  readonly capabilities: StoreCapabilities = Object.freeze({ concurrentWriters: false, fileBlobs: true });
+  readonly capabilities: StoreCapabilities = Object.freeze({ concurrentWriters: false, fileBlobs: true, objects: true });
 
   readonly #db: Database.Database;
   readonly #files: FileBlobs;
@@ -140,6 +149,7 @@ export class SqliteStore implements Store {
   readonly #applier: BatchApplier;
   readonly #writer: WriterThread | undefined;
   readonly #stmt: ReturnType<typeof prepareStatements>;
+  readonly #objects: SqliteObjects;
 
   private constructor(dir: string, db: Database.Database, inlineMax: number, writerThread: boolean) {
     this.location = dir;
@@ -148,6 +158,7 @@ export class SqliteStore implements Store {
     this.#files = new FileBlobs(join(dir, 'blobs'), join(dir, 'tmp'));
     this.#stmt = prepareStatements(db);
     this.#applier = new BatchApplier(db, dir);
+    this.#objects = new SqliteObjects(db, dir);
     const script = writerThread ? writerScript() : undefined;
     this.#writer = script === undefined ? undefined : new WriterThread(script, join(dir, DATABASE_FILE), dir);
   }
@@ -496,6 +507,91 @@ export class SqliteStore implements Store {
   async listExecutionSketches(runId: string, firstId: string, lastId: string): Promise<ExecutionSketch[]> {
     const rows = this.#stmt.executionSketches.all(runId, uuidToBytes(firstId), uuidToBytes(lastId)) as SketchRow[];
     return rows.map(toSketch);
+  }
+
+  // ---- objects --------------------------------------------------------------------------
+
+  async commitObjectVersions(batch: ObjectVersionBatch): Promise<ObjectVersionRecord[]> {
+    const builder = packBatch({ executions: batch.executions, values: batch.values }, this.#isFile, canonicalize, (v) => this.#files.write(v.hash, v.bytes));
+    await builder.fileWrites();
+    const packed = builder.finish();
+    let records: ObjectVersionRecord[] = [];
+    // On the main connection (the writer thread serves capture batches): busy_timeout covers overlap.
+    this.#applier.apply(packed, () => {
+      records = this.#objects.insertVersions(batch.versions);
+    });
+    return records;
+  }
+
+  async getObjectVersion(versionId: string): Promise<ObjectVersionRecord | undefined> {
+    return this.#objects.getVersion(versionId);
+  }
+
+  async objectVersionAt(objectId: string, atUs: number): Promise<ObjectVersionRecord | undefined> {
+    return this.#objects.versionAt(objectId, atUs);
+  }
+
+  async listObjectVersions(objectId: string, range: { untilUs?: number; limit?: number } = {}): Promise<ObjectVersionRecord[]> {
+    return this.#objects.listVersions(objectId, range.untilUs, range.limit);
+  }
+
+  async findObjectVersions(by: { contentHash?: ContentHash; executionId?: string }): Promise<ObjectVersionRecord[]> {
+    return this.#objects.findVersions(by);
+  }
+
+  async listObjects(options: { prefix?: string; limit?: number } = {}): Promise<{ objectId: string; versions: number; latestUs: number }[]> {
+    return this.#objects.listObjects(options.prefix ?? '', options.limit ?? 1000);
+  }
+
+  async walkLineage(query: LineageQuery): Promise<LineageRows> {
+    return this.#objects.walk(query);
+  }
+
+  async recomputePlan(versionId: string): Promise<RecomputeRow[]> {
+    return this.#objects.plan(versionId);
+  }
+
+  async setMaterialization(setting: MaterializationSetting): Promise<void> {
+    this.#objects.setMaterialization(setting);
+  }
+
+  async listMaterialization(): Promise<MaterializationSetting[]> {
+    return this.#objects.listMaterialization();
+  }
+
+  async setPinned(versionId: string, pinned: boolean): Promise<void> {
+    this.#objects.setPinned(versionId, pinned);
+  }
+
+  async recordObjectReads(reads: readonly ObjectRead[]): Promise<void> {
+    if (reads.length > 0) this.#objects.recordReads(reads);
+  }
+
+  async listVersionUsage(): Promise<VersionUsage[]> {
+    return this.#objects.usage();
+  }
+
+  async dropBlobs(hashes: readonly ContentHash[]): Promise<{ dropped: ContentHash[]; bytes: number }> {
+    const dropped: ContentHash[] = [];
+    const files: ContentHash[] = [];
+    let bytes = 0;
+    this.#db
+      .transaction(() => {
+        // Decided inside the write transaction: nothing can start referring to them meanwhile.
+        for (const hash of this.#objects.droppable(hashes)) {
+          const key = hashToBytes(hash);
+          const row = this.#stmt.getBlobStat.get(key) as { size: number; location: number } | undefined;
+          if (row === undefined) continue;
+          this.#stmt.deleteBlob.run(key);
+          if (row.location === LOCATION_FILE) files.push(hash);
+          dropped.push(hash);
+          bytes += row.size;
+        }
+      })
+      .immediate();
+    // Files go after the rows: a crash in between leaves a stray file, never a row without bytes.
+    for (const hash of files) await this.#files.remove(hash);
+    return { dropped, bytes };
   }
 
   async stats(): Promise<StoreStats> {
