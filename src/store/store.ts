@@ -46,8 +46,6 @@ export interface StoreCapabilities {
   readonly concurrentWriters: boolean;
   /** Blobs above the inline limit live as files in a folder. */
   readonly fileBlobs: boolean;
-  /** Objects, versions, lineage and materialization are implemented (not yet on PostgreSQL). */
-  readonly objects: boolean;
 }
 
 /** Where a blob's bytes are kept. */

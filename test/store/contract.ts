@@ -182,7 +182,7 @@ export async function derive(store: Store, runId: string, step: Pick<StepVersion
 // ---- the suite -----------------------------------------------------------------------------
 
 /** Register the contract suite for one store backend. `open` must return a fresh, empty store. */
-export function describeStoreContract(name: string, open: () => Promise<OpenedStore>, skip: { readonly objects?: string } = {}): void {
+export function describeStoreContract(name: string, open: () => Promise<OpenedStore>): void {
   describe(`store contract: ${name}`, () => {
     let store: Store;
     let cleanup: () => Promise<void>;
@@ -714,8 +714,7 @@ export function describeStoreContract(name: string, open: () => Promise<OpenedSt
       });
     });
 
-    if (skip.objects !== undefined) console.warn(`\n⚠ SKIPPED "store contract: ${name} > objects": ${skip.objects}\n`);
-    (skip.objects === undefined ? describe : describe.skip)('objects', () => {
+    describe('objects', () => {
       it('gives versions ordinals, increasing transaction times and record hashes, and finds the one current at a time', async () => {
         const v1 = await ingest(store, 'customers/1', { balance: 1 });
         const v2 = await ingest(store, 'customers/1', { balance: 2 });

@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { ProvenantError, encodeValue, openStore, type Store } from '../../src/index.js';
 import { PostgresStore } from '../../src/store/postgres/postgres-store.js';
 import { migrateStore } from '../../src/store/open.js';
+import { PG_MIGRATIONS } from '../../src/store/postgres/migrations.js';
 import { freshPgUrl, rawPg } from '../helpers/pg.js';
 import { rejection } from '../helpers/rejection.js';
 import { POSTGRES, describeWithService, postgresAvailable } from '../helpers/services.js';
@@ -16,14 +17,10 @@ import { append, buildExecution, createRun, describeStoreContract, registerStep,
 const available = await postgresAvailable();
 
 describeWithService(POSTGRES, available, 'PostgresStore', () => {
-  describeStoreContract(
-    'PostgresStore',
-    async () => {
-      const store = await openStore(freshPgUrl());
-      return { store, cleanup: async () => store.close() };
-    },
-    { objects: 'objects, versions, lineage and materialization are not ported to PostgreSQL yet (capabilities.objects is false)' },
-  );
+  describeStoreContract('PostgresStore', async () => {
+    const store = await openStore(freshPgUrl());
+    return { store, cleanup: async () => store.close() };
+  });
 
   async function populate(store: Store) {
     const run = await createRun(store);
@@ -137,7 +134,7 @@ describeWithService(POSTGRES, available, 'PostgresStore', () => {
       const stores = await Promise.all([1, 2, 3, 4].map(() => openStore(url)));
       const schema = new URL(url).searchParams.get('schema') as string;
       const rows = await rawPg((c) => c.query(`SELECT version FROM ${schema}.schema_migrations ORDER BY version`));
-      expect(rows.rows.map((r) => r.version)).toEqual([1, 2]);
+      expect(rows.rows.map((r) => r.version)).toEqual(PG_MIGRATIONS.map((m) => m.version));
       await Promise.all(stores.map((s) => s.close()));
     });
   });

@@ -201,6 +201,67 @@ CREATE TABLE jobs (
 CREATE INDEX jobs_free ON jobs (status, submitted);
 `,
   },
+  {
+    version: 3,
+    name: 'objects, versions, lineage, materialization',
+    sql: `
+CREATE TABLE objects (
+  seq bigserial PRIMARY KEY,
+  id  text NOT NULL UNIQUE
+);
+
+-- A version is current from valid_from (transaction time) until the object's next version.
+CREATE TABLE object_versions (
+  seq          bigserial PRIMARY KEY,   -- commit order
+  id           uuid NOT NULL UNIQUE,
+  object       bigint NOT NULL REFERENCES objects(seq),
+  ordinal      integer NOT NULL,        -- 1, 2, 3… per object
+  valid_from   bigint NOT NULL,         -- epoch microseconds, increasing per object
+  value        bytea NOT NULL,          -- digest of the content (a blob while kept)
+  encoding     smallint NOT NULL,       -- 0 JSON, 1 raw bytes
+  content_type text NOT NULL,
+  size         bigint NOT NULL,
+  execution    uuid,                    -- the execution that made it; NULL: ingested original
+  record_hash  bytea NOT NULL,
+  UNIQUE (object, ordinal)
+);
+CREATE INDEX object_versions_by_time ON object_versions (object, valid_from);
+CREATE INDEX object_versions_by_execution ON object_versions (execution) WHERE execution IS NOT NULL;
+CREATE INDEX object_versions_by_value ON object_versions (value);
+
+-- The provenance DAG: which versions an execution used, in input order.
+CREATE TABLE version_inputs (
+  execution uuid NOT NULL,
+  position  integer NOT NULL,
+  version   bigint NOT NULL REFERENCES object_versions(seq),
+  PRIMARY KEY (execution, position)
+);
+CREATE INDEX version_inputs_by_version ON version_inputs (version, execution);
+
+-- Materialization: settings, pins and reads are appended; the latest row per scope or version wins.
+CREATE TABLE materialization_settings (
+  seq    bigserial PRIMARY KEY,
+  scope  text NOT NULL,
+  policy text NOT NULL,
+  set_at bigint NOT NULL
+);
+CREATE TABLE version_pins (
+  seq     bigserial PRIMARY KEY,
+  version bigint NOT NULL REFERENCES object_versions(seq),
+  pinned  smallint NOT NULL,
+  set_at  bigint NOT NULL
+);
+CREATE INDEX version_pins_by_version ON version_pins (version, seq);
+CREATE TABLE version_reads (
+  version    bigint NOT NULL REFERENCES object_versions(seq),
+  at         bigint NOT NULL,
+  recomputed smallint NOT NULL,
+  cost_us    bigint NOT NULL
+);
+CREATE INDEX version_reads_by_version ON version_reads (version);
+${['objects', 'object_versions', 'version_inputs', 'materialization_settings', 'version_pins', 'version_reads'].map(appendOnly).join('\n')}
+`,
+  },
 ];
 
 /** The newest PostgreSQL schema version this code knows. */

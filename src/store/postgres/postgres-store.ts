@@ -54,6 +54,7 @@ import { LOCATION_CHUNKED, blobRow, chunkStream, insertBlobs, readBlob, writeStr
 import { PG_CHECKPOINT_SELECT, applyTransition, toPgCheckpoint, type PgCheckpointRow } from './checkpoints.js';
 import { createPool, inTransaction, parsePgLocation, sqlState, withClient, type PgLocation } from './connection.js';
 import { PG_MIGRATIONS, PG_SCHEMA_VERSION } from './migrations.js';
+import * as objects from './objects.js';
 import { Readable as NodeReadable } from 'node:stream';
 
 /** Options of {@link PostgresStore.open}. */
@@ -81,7 +82,7 @@ FROM runs r JOIN contexts c ON c.hash = r.context LEFT JOIN run_ends re ON re.ru
 /** The PostgreSQL store. Open with {@link PostgresStore.open} or `openStore('postgres://…')`. */
 export class PostgresStore implements Store {
   readonly location: string;
-  readonly capabilities: StoreCapabilities = Object.freeze({ concurrentWriters: true, fileBlobs: false, objects: false });
+  readonly capabilities: StoreCapabilities = Object.freeze({ concurrentWriters: true, fileBlobs: false });
 
   readonly #pool: pg.Pool;
   readonly #where: PgLocation;
@@ -120,7 +121,7 @@ export class PostgresStore implements Store {
     const pool = createPool(where, 1);
     const store = new PostgresStore(where, pool);
     try {
-      const from = await store.#withClient((c) => schemaVersion(c, where.schema));
+      const from = await withClient(pool, where.display, (c) => schemaVersion(c, where.schema), { retry: { budgetMs: 3_000, initialDelayMs: 200, maxDelayMs: 1_000 } });
       await store.#migrate(true);
       return { from, to: PG_SCHEMA_VERSION };
     } finally {
@@ -154,7 +155,8 @@ export class PostgresStore implements Store {
 
   async #migrate(create: boolean): Promise<void> {
     const schema = this.#where.schema;
-    await this.#withClient(async (client) => {
+    // Opening does not wait long for a server that is not there (later work retries for a minute).
+    await withClient(this.#pool, this.location, async (client) => {
       const current = await schemaVersion(client, schema);
       if (current > PG_SCHEMA_VERSION) throw tooNew(this.location, current);
       if (current === PG_SCHEMA_VERSION) return;
@@ -177,7 +179,7 @@ export class PostgresStore implements Store {
           await client.query('INSERT INTO schema_migrations (version, name, applied) VALUES ($1, $2, $3)', [m.version, m.name, Date.now()]);
         }
       });
-    });
+    }, { retry: { budgetMs: 3_000, initialDelayMs: 200, maxDelayMs: 1_000 } });
   }
 
   #withClient<T>(fn: (client: pg.PoolClient) => Promise<T>, beforeRetry?: () => Promise<{ done: true; value: T } | undefined>): Promise<T> {
@@ -656,73 +658,88 @@ export class PostgresStore implements Store {
     return r.rows.map(toSketch);
   }
 
-  // ---- objects (not yet on PostgreSQL) ---------------------------------------------------
-  // Objects, versions, lineage and materialization arrived on main after this backend was written;
-  // until their tables are ported, each refuses clearly rather than pretending.
+  // ---- objects ---------------------------------------------------------------------------
 
-  #objectsMissing(what: string): Promise<never> {
-    return Promise.reject(
-      new ProvenantError('INPUT_INVALID', `${what}: objects and versions are not available on PostgreSQL stores yet (${this.location})`, {
-        hint: 'Use an embedded store for objects, versions, as-of reads and lineage for now.',
-        context: { store: this.location, operation: what },
+  async commitObjectVersions(batch: ObjectVersionBatch): Promise<ObjectVersionRecord[]> {
+    const b = new PgBatch();
+    for (const v of batch.values) b.addValue(v);
+    for (const e of batch.executions) b.addExecution(e);
+    // Versions commit with the executions that made them and the values both refer to.
+    return this.#withClient((c) =>
+      inTransaction(c, async () => {
+        await this.#write(c, b, undefined);
+        return objects.insertVersions(c, batch.versions, this.location);
       }),
     );
   }
 
-  commitObjectVersions(_batch: ObjectVersionBatch): Promise<ObjectVersionRecord[]> {
-    return this.#objectsMissing('commitObjectVersions');
+  getObjectVersion(versionId: string): Promise<ObjectVersionRecord | undefined> {
+    return this.#withClient((c) => objects.getVersion(c, versionId));
   }
 
-  getObjectVersion(_versionId: string): Promise<ObjectVersionRecord | undefined> {
-    return this.#objectsMissing('getObjectVersion');
+  objectVersionAt(objectId: string, atUs: number): Promise<ObjectVersionRecord | undefined> {
+    return this.#withClient((c) => objects.versionAt(c, objectId, atUs));
   }
 
-  objectVersionAt(_objectId: string, _atUs: number): Promise<ObjectVersionRecord | undefined> {
-    return this.#objectsMissing('objectVersionAt');
+  listObjectVersions(objectId: string, range: { untilUs?: number; limit?: number } = {}): Promise<ObjectVersionRecord[]> {
+    return this.#withClient((c) => objects.listVersions(c, objectId, range.untilUs, range.limit));
   }
 
-  listObjectVersions(_objectId: string, _range?: { untilUs?: number; limit?: number }): Promise<ObjectVersionRecord[]> {
-    return this.#objectsMissing('listObjectVersions');
+  findObjectVersions(by: { contentHash?: ContentHash; executionId?: string }): Promise<ObjectVersionRecord[]> {
+    return this.#withClient((c) => objects.findVersions(c, by));
   }
 
-  findObjectVersions(_by: { contentHash?: ContentHash; executionId?: string }): Promise<ObjectVersionRecord[]> {
-    return this.#objectsMissing('findObjectVersions');
+  listObjects(options: { prefix?: string; limit?: number } = {}): Promise<{ objectId: string; versions: number; latestUs: number }[]> {
+    return this.#withClient((c) => objects.listObjects(c, options.prefix ?? '', options.limit ?? 1000));
   }
 
-  listObjects(_options?: { prefix?: string; limit?: number }): Promise<{ objectId: string; versions: number; latestUs: number }[]> {
-    return this.#objectsMissing('listObjects');
+  walkLineage(query: LineageQuery): Promise<LineageRows> {
+    return this.#withClient((c) => objects.walk(c, query));
   }
 
-  walkLineage(_query: LineageQuery): Promise<LineageRows> {
-    return this.#objectsMissing('walkLineage');
+  recomputePlan(versionId: string): Promise<RecomputeRow[]> {
+    return this.#withClient((c) => objects.plan(c, versionId));
   }
 
-  recomputePlan(_versionId: string): Promise<RecomputeRow[]> {
-    return this.#objectsMissing('recomputePlan');
-  }
-
-  setMaterialization(_setting: MaterializationSetting): Promise<void> {
-    return this.#objectsMissing('setMaterialization');
+  setMaterialization(setting: MaterializationSetting): Promise<void> {
+    return this.#withClient((c) => objects.setMaterialization(c, setting));
   }
 
   listMaterialization(): Promise<MaterializationSetting[]> {
-    return this.#objectsMissing('listMaterialization');
+    return this.#withClient((c) => objects.listMaterialization(c));
   }
 
-  setPinned(_versionId: string, _pinned: boolean): Promise<void> {
-    return this.#objectsMissing('setPinned');
+  setPinned(versionId: string, pinned: boolean): Promise<void> {
+    return this.#withClient((c) => objects.setPinned(c, versionId, pinned, this.location));
   }
 
-  recordObjectReads(_reads: readonly ObjectRead[]): Promise<void> {
-    return this.#objectsMissing('recordObjectReads');
+  async recordObjectReads(reads: readonly ObjectRead[]): Promise<void> {
+    if (reads.length > 0) await this.#withClient((c) => objects.recordReads(c, reads));
   }
 
   listVersionUsage(): Promise<VersionUsage[]> {
-    return this.#objectsMissing('listVersionUsage');
+    return this.#withClient((c) => objects.usage(c));
   }
 
-  dropBlobs(_hashes: readonly ContentHash[]): Promise<{ dropped: ContentHash[]; bytes: number }> {
-    return this.#objectsMissing('dropBlobs');
+  async dropBlobs(hashes: readonly ContentHash[]): Promise<{ dropped: ContentHash[]; bytes: number }> {
+    return this.#withClient((c) =>
+      inTransaction(c, async () => {
+        // Lock out concurrent writers of versions and executions while deciding: nothing can start
+        // referring to the candidates meanwhile.
+        await c.query('LOCK TABLE executions, object_versions, version_pins IN SHARE MODE');
+        const dropped: ContentHash[] = [];
+        let bytes = 0;
+        for (const hash of await objects.droppable(c, hashes)) {
+          const r = await c.query<{ size: number; chunks: number | null }>('DELETE FROM blobs WHERE hash = $1 RETURNING size, chunks', [hashToBytes(hash)]);
+          const row = r.rows[0];
+          if (row === undefined) continue;
+          if (row.chunks !== null) await c.query('DELETE FROM blob_chunks WHERE chunks = $1', [row.chunks]);
+          dropped.push(hash);
+          bytes += row.size;
+        }
+        return { dropped, bytes };
+      }),
+    );
   }
 
   async stats(): Promise<StoreStats> {

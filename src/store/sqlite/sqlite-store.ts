@@ -141,7 +141,7 @@ FROM runs r JOIN contexts c ON c.seq = r.context LEFT JOIN run_ends re ON re.run
 /** The embedded SQLite store. Open with {@link SqliteStore.open} or `openStore(dir)`. */
 export class SqliteStore implements Store {
   readonly location: string;
-  readonly capabilities: StoreCapabilities = Object.freeze({ concurrentWriters: false, fileBlobs: true, objects: true });
+  readonly capabilities: StoreCapabilities = Object.freeze({ concurrentWriters: false, fileBlobs: true });
 
   readonly #db: Database.Database;
   readonly #files: FileBlobs;
