@@ -2,7 +2,10 @@
  * Copying a whole store to another, of either backend (`provenant copy --from --to`), so that a
  * team can start embedded and move to PostgreSQL (or take a PostgreSQL store home). Everything
  * goes across with its ids, times and record hashes: blobs, step versions, runs and their ends,
- * executions with their dead letters, embedded stream logs, checkpoints. A copy is idempotent:
+ * executions with their dead letters, embedded stream logs, checkpoints, object versions (with
+ * their inputs, ordinals and transaction times), pins and materialization settings. Not copied:
+ * the log of object reads (counts used by the cost-based policy start again at zero) and the
+ * history of pin/unpin changes (the current pins are copied). A copy is idempotent:
  * what the target already holds is skipped, so an interrupted copy is finished by running it
  * again. At the end, every record hash and every copied blob is checked on the target.
  *
@@ -12,7 +15,7 @@
  */
 import { ProvenantError } from '../errors.js';
 import type { ContentHash } from '../hash/canonical.js';
-import type { CheckpointRecord, ExecutionRecord, RunInfo, StreamValue } from './records.js';
+import type { CheckpointRecord, ExecutionRecord, ObjectVersionRecord, RunInfo, StreamValue } from './records.js';
 import type { Store } from './store.js';
 
 /** What {@link copyStore} did, per kind of record. */
@@ -29,6 +32,8 @@ export interface CopyReport {
     readonly deadLetters: CopyCount;
     readonly streamEntries: CopyCount;
     readonly checkpoints: CopyCount;
+    readonly objectVersions: CopyCount;
+    readonly materializationSettings: CopyCount;
   };
   /** The check on the target after the copy. */
   readonly verification: {
@@ -40,6 +45,8 @@ export interface CopyReport {
     readonly blobs: number;
     /** Stream entries with the same offset, hash, encoding and time on both sides. */
     readonly streamEntries: number;
+    /** Object versions whose record hash (and pin) on the target equals the source's. */
+    readonly objectVersions: number;
     readonly ok: boolean;
     /** What differed (empty when ok). */
     readonly mismatches: readonly string[];
@@ -79,6 +86,8 @@ export async function copyStore(from: Store, to: Store, options: CopyOptions = {
     deadLetters: counter(),
     streamEntries: counter(),
     checkpoints: counter(),
+    objectVersions: counter(),
+    materializationSettings: counter(),
   };
 
   // Blobs, in hash order, a page at a time; large ones streamed.
@@ -199,7 +208,54 @@ export async function copyStore(from: Store, to: Store, options: CopyOptions = {
   }
   progress('checkpoints', counts.checkpoints.source);
 
-  const verification = await verifyCopy(from, to, runs, checkpoints, page);
+  // Object versions, each after the versions it was made from, keeping ids, ordinals and times.
+  const versions = await allVersionsOf(from);
+  const byId = new Map(versions.map((v) => [v.versionId, v]));
+  const placed = new Set<string>();
+  const place = async (v: ObjectVersionRecord): Promise<void> => {
+    if (placed.has(v.versionId)) return;
+    placed.add(v.versionId);
+    for (const input of v.inputVersionIds) {
+      const iv = byId.get(input);
+      if (iv !== undefined) await place(iv);
+    }
+    counts.objectVersions.source++;
+    const there = await to.getObjectVersion(v.versionId);
+    if (there === undefined) {
+      await to.commitObjectVersions({
+        versions: [
+          {
+            versionId: v.versionId,
+            objectId: v.objectId,
+            contentHash: v.contentHash,
+            encoding: v.encoding,
+            contentType: v.contentType,
+            size: v.size,
+            executionId: v.executionId,
+            inputVersionIds: v.inputVersionIds,
+            validFromUs: v.validFromUs,
+          },
+        ],
+        executions: [],
+        values: [],
+      });
+      counts.objectVersions.copied++;
+    }
+    if (v.pinned && !(there?.pinned ?? false)) await to.setPinned(v.versionId, true);
+  };
+  for (const v of versions) await place(v);
+  const settings = await from.listMaterialization();
+  const settingsThere = await to.listMaterialization();
+  for (const m of settings) {
+    counts.materializationSettings.source++;
+    const t = settingsThere.find((x) => x.scope === m.scope);
+    if (t !== undefined && t.policy === m.policy && t.setUs === m.setUs) continue;
+    await to.setMaterialization(m);
+    counts.materializationSettings.copied++;
+  }
+  progress('object versions', counts.objectVersions.source);
+
+  const verification = await verifyCopy(from, to, runs, checkpoints, versions, page);
   const report: CopyReport = { from: from.location, to: to.location, counts, verification };
   if (!verification.ok) {
     throw new ProvenantError('TAMPERED', `the copy in ${to.location} differs from ${from.location}: ${verification.mismatches.slice(0, 3).join('; ')}`, {
@@ -220,7 +276,21 @@ async function allCheckpointsOf(store: Store, page: number): Promise<CheckpointR
   }
 }
 
-async function verifyCopy(from: Store, to: Store, runs: readonly RunInfo[], checkpoints: readonly CheckpointRecord[], page: number): Promise<CopyReport['verification']> {
+/** Every object version of a store, in commit order per object (objects by id). */
+async function allVersionsOf(store: Store): Promise<ObjectVersionRecord[]> {
+  const out: ObjectVersionRecord[] = [];
+  for (const o of await store.listObjects({ limit: Number.MAX_SAFE_INTEGER })) out.push(...(await store.listObjectVersions(o.objectId, { limit: Number.MAX_SAFE_INTEGER })));
+  return out.sort((a, b) => a.validFromUs - b.validFromUs);
+}
+
+async function verifyCopy(
+  from: Store,
+  to: Store,
+  runs: readonly RunInfo[],
+  checkpoints: readonly CheckpointRecord[],
+  versions: readonly ObjectVersionRecord[],
+  page: number,
+): Promise<CopyReport['verification']> {
   const mismatches: string[] = [];
   const note = (m: string): void => {
     if (mismatches.length < 100) mismatches.push(m);
@@ -286,8 +356,15 @@ async function verifyCopy(from: Store, to: Store, runs: readonly RunInfo[], chec
       at += a.length;
     }
   }
+  let objectVersions = 0;
+  for (const v of versions) {
+    const there = await to.getObjectVersion(v.versionId);
+    if (there === undefined) note(`object version ${v.versionId} is missing`);
+    else if (there.recordHash !== v.recordHash || there.pinned !== v.pinned) note(`object version ${v.versionId} (${v.objectId}) differs`);
+    else objectVersions++;
+  }
   const deadFrom = (await from.listDeadLetters()).length;
   const deadTo = new Set((await to.listDeadLetters()).map((d) => d.executionId));
   if (deadTo.size < deadFrom) note(`dead letters: ${deadTo.size} on the target, ${deadFrom} in the source`);
-  return { executions, checkpoints: verifiedCheckpoints, blobs, streamEntries, ok: mismatches.length === 0, mismatches };
+  return { executions, checkpoints: verifiedCheckpoints, blobs, streamEntries, objectVersions, ok: mismatches.length === 0, mismatches };
 }
