@@ -137,8 +137,8 @@ export function chunkStream(pool: pg.Pool, hash: ContentHash, row: BlobRow, wher
   const hasher = createHash('sha256');
   let n = 0;
   let size = 0;
-  return new Readable({
-    async read() {
+  const readChunk = async (stream: Readable): Promise<void> => {
+    {
       try {
         const r = await pool.query<{ bytes: Buffer }>({
           name: 'provenant_get_chunk',
@@ -148,16 +148,21 @@ export function chunkStream(pool: pg.Pool, hash: ContentHash, row: BlobRow, wher
         const chunk = r.rows[0]?.bytes;
         if (chunk === undefined) {
           const actual = `sha256:${hasher.digest('hex')}`;
-          if (actual !== hash || size !== row.size) this.destroy(new BlobCorruptError(hash, actual, where));
-          else this.push(null);
+          if (actual !== hash || size !== row.size) stream.destroy(new BlobCorruptError(hash, actual, where));
+          else stream.push(null);
           return;
         }
         hasher.update(chunk);
         size += chunk.byteLength;
-        this.push(chunk);
+        stream.push(chunk);
       } catch (err) {
-        this.destroy(err as Error);
+        stream.destroy(err as Error);
       }
+    }
+  };
+  return new Readable({
+    read() {
+      void readChunk(this);
     },
   });
 }
