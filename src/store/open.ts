@@ -1,9 +1,10 @@
 /** Opening a store by location: a folder (embedded SQLite) or a `postgres://` URL (PostgreSQL). */
-import { PostgresStore } from './postgres/postgres-store.js';
-import { isPostgresLocation } from './postgres/connection.js';
 import { SqliteStore, sqliteSchemaVersion, type SqliteStoreOptions } from './sqlite/sqlite-store.js';
 import { SCHEMA_VERSION } from './sqlite/migrations.js';
 import type { Store } from './store.js';
+
+/** Whether a store location names a PostgreSQL database (`postgres://` or `postgresql://`). */
+const isPostgresLocation = (location: string): boolean => /^postgres(ql)?:\/\//.test(location);
 
 /** The default store folder, relative to the working directory. */
 export const DEFAULT_STORE = './.provenant';
@@ -22,6 +23,8 @@ export interface OpenStoreOptions extends SqliteStoreOptions {
  */
 export async function openStore(location: string = DEFAULT_STORE, options: OpenStoreOptions = {}): Promise<Store> {
   if (isPostgresLocation(location)) {
+    // Loaded on demand: the embedded store does not load the PostgreSQL client.
+    const { PostgresStore } = await import('./postgres/postgres-store.js');
     return PostgresStore.open(location, {
       ...(options.create === undefined ? {} : { create: options.create }),
       ...(options.poolSize === undefined ? {} : { poolSize: options.poolSize }),
@@ -47,6 +50,7 @@ export interface MigrationReport {
  */
 export async function migrateStore(location: string = DEFAULT_STORE): Promise<MigrationReport> {
   if (isPostgresLocation(location)) {
+    const { PostgresStore } = await import('./postgres/postgres-store.js');
     const { from, to } = await PostgresStore.migrate(location);
     return { store: location.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@'), backend: 'postgres', from, to };
   }

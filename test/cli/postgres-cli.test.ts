@@ -57,7 +57,7 @@ describeWithService(POSTGRES, available, 'PostgreSQL from the CLI', () => {
     const r = await cliJson<ReplayResult>(['replay', '--stream', 'flights', '--verify', '--store', pg, '--json']);
     expect(r).toMatchObject({ checkpoints: 3, records: 600, diverged: 0 });
     expect(r.matched).toBe(r.executions);
-  });
+  }, 180_000);
 
   it('copy: embedded → PostgreSQL → embedded keeps every record hash; each copy replays with --verify; copying again copies nothing', async () => {
     const dir = makeTempDir();
@@ -110,5 +110,5 @@ describeWithService(POSTGRES, available, 'PostgreSQL from the CLI', () => {
     const human = await cli(['copy', '--from', local, '--to', back]);
     expect(human.code).toBe(0);
     expect(human.stdout).toContain('all equal');
-  });
+  }, 300_000);
 });

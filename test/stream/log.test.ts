@@ -127,7 +127,11 @@ describe('embedded stream log', () => {
     await store.close();
     // Take the store back to schema 1: no stream_log or checkpoint tables, migrations 2 and up not applied.
     withRawDb(dir, (db) => {
-      db.exec('DROP TABLE stream_log; DROP TABLE checkpoint_ends; DROP TABLE checkpoints; DELETE FROM schema_migrations WHERE version >= 2');
+      db.exec(
+        'DROP TABLE stream_log; DROP TABLE checkpoint_ends; DROP TABLE checkpoints; ' +
+          'DROP TABLE version_reads; DROP TABLE version_pins; DROP TABLE materialization_settings; DROP TABLE version_inputs; DROP TABLE object_versions; DROP TABLE objects; ' +
+          'DELETE FROM schema_migrations WHERE version >= 2',
+      );
     });
     store = await openStore(dir);
     await appendRecords(store, 'later', [{ n: 1 }]);
