@@ -24,6 +24,7 @@ import type { LoadedStep, StepContext } from '../step/runtime.js';
 import type { JsonValue } from '../hash/canonical.js';
 import { benchReplayTools } from './replay-tools.js';
 import { benchPostgres } from './pg.js';
+import { benchMerkle } from './merkle.js';
 import { benchObjects } from './objects.js';
 
 /** One benchmark figure. */
@@ -317,6 +318,9 @@ async function main(): Promise<void> {
       extra: 'replay.verify_records_per_s / stream.capture_records_per_s (target >= 0.8)',
     },
   );
+  process.stderr.write('Measuring the Merkle log: appends, capture with and without it, verify…\n');
+  const flightsPipeline = await loadPipelineFile(join(repo, 'examples', 'flights', 'pipeline.ts'));
+  results.push(...(await benchMerkle(records, flightsPipeline.definition, flightsPipeline.baseDir)));
   process.stderr.write('Measuring what-if and bisect…\n');
   results.push(...(await benchReplayTools(records)));
   {

@@ -33,6 +33,7 @@ import { Progress } from './progress.js';
 import { runDemo, type DemoOptions } from './demo.js';
 import { addReplayToolCommands } from './replay-tools.js';
 import { addScaleCommands } from './scale.js';
+import { addExportCommand, addTamperCommands } from './tamper.js';
 import { addObjectCommands } from './objects.js';
 
 
@@ -641,6 +642,8 @@ export function buildProgram(): Command {
 
   addReplayToolCommands(program);
   addScaleCommands(program);
+  addTamperCommands(program);
+  addExportCommand(program);
   addObjectCommands(program);
 
   return program;

@@ -130,6 +130,7 @@ describe('embedded stream log', () => {
       db.exec(
         'DROP TABLE stream_log; DROP TABLE checkpoint_ends; DROP TABLE checkpoints; ' +
           'DROP TABLE version_reads; DROP TABLE version_pins; DROP TABLE materialization_settings; DROP TABLE version_inputs; DROP TABLE object_versions; DROP TABLE objects; ' +
+          'DROP TABLE merkle_segments; DROP TABLE signing_keys; DROP TABLE tree_heads; ' +
           'DELETE FROM schema_migrations WHERE version >= 2',
       );
     });
