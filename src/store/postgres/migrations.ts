@@ -262,6 +262,46 @@ CREATE INDEX version_reads_by_version ON version_reads (version);
 ${['objects', 'object_versions', 'version_inputs', 'materialization_settings', 'version_pins', 'version_reads'].map(appendOnly).join('\n')}
 `,
   },
+  {
+    version: 4,
+    name: 'access: bearer tokens (hashes only), revocations, the access log',
+    sql: `
+CREATE TABLE tokens (
+  seq       bigserial PRIMARY KEY,
+  id        text NOT NULL UNIQUE,
+  hash      bytea NOT NULL UNIQUE,         -- SHA-256 digest of the token string; the token itself is never stored
+  principal text NOT NULL,
+  grants    text NOT NULL,                 -- JSON array of '<right>:<pattern>'
+  created   bigint NOT NULL,
+  expires   bigint,
+  label     text
+);
+-- Revoking appends a row: tokens are never updated.
+CREATE TABLE token_revocations (
+  token   bigint PRIMARY KEY REFERENCES tokens(seq),
+  revoked bigint NOT NULL
+);
+CREATE TABLE access_log (
+  seq       bigserial PRIMARY KEY,
+  id        text NOT NULL UNIQUE,
+  time      bigint NOT NULL,
+  principal text,
+  token     text,
+  address   text NOT NULL,
+  method    text NOT NULL,
+  target    text NOT NULL,
+  route     text,
+  status    integer NOT NULL,
+  rights    text NOT NULL,
+  trace_id  text NOT NULL,
+  duration  bigint NOT NULL,
+  detail    text NOT NULL
+);
+CREATE INDEX access_log_by_principal ON access_log (principal, seq);
+CREATE INDEX access_log_by_time ON access_log (time);
+${['tokens', 'token_revocations', 'access_log'].map(appendOnly).join('\n')}
+`,
+  },
 ];
 
 /** The newest PostgreSQL schema version this code knows. */

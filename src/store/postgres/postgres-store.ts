@@ -20,6 +20,8 @@ import { BlobCorruptError, BlobMissingError, ProvenantError } from '../../errors
 import { canonicalize, hashFromBytes, hashToBytes, sha256, type ContentHash } from '../../hash/canonical.js';
 import { isUuid, nowUs } from '../../ids.js';
 import type {
+  AccessLogEntry,
+  AccessLogQuery,
   CheckpointQuery,
   CheckpointRecord,
   CheckpointTransition,
@@ -46,12 +48,15 @@ import type {
   StreamSummary,
   StreamValue,
   ValueWrite,
+  TokenInfo,
+  TokenRecord,
 } from '../records.js';
 import { decodeEncodings } from '../sqlite/packed-batch.js';
 import type { BlobLocation, ExecutionBatchBuilder, Store, StoreCapabilities, StoreStats } from '../store.js';
 import { PgBatch, hexOf } from './batch.js';
 import { LOCATION_CHUNKED, blobRow, chunkStream, insertBlobs, readBlob, writeStream } from './blobs.js';
 import { PG_CHECKPOINT_SELECT, applyTransition, toPgCheckpoint, type PgCheckpointRow } from './checkpoints.js';
+import * as access from './access.js';
 import { createPool, inTransaction, parsePgLocation, sqlState, withClient, type PgLocation } from './connection.js';
 import { PG_MIGRATIONS, PG_SCHEMA_VERSION } from './migrations.js';
 import * as objects from './objects.js';
@@ -740,6 +745,32 @@ export class PostgresStore implements Store {
         return { dropped, bytes };
       }),
     );
+  }
+
+  // ---- access: tokens and the access log -------------------------------------------------
+
+  createToken(token: TokenRecord): Promise<void> {
+    return this.#withClient((c) => access.createToken(c, token));
+  }
+
+  findToken(hash: ContentHash): Promise<TokenInfo | undefined> {
+    return this.#withClient((c) => access.findToken(c, hash));
+  }
+
+  listTokens(): Promise<TokenInfo[]> {
+    return this.#withClient((c) => access.listTokens(c));
+  }
+
+  revokeToken(tokenId: string, revokedUs: number): Promise<TokenInfo> {
+    return this.#withClient((c) => access.revokeToken(c, tokenId, revokedUs, this.location));
+  }
+
+  async appendAccessLog(entries: readonly AccessLogEntry[]): Promise<void> {
+    if (entries.length > 0) await this.#withClient((c) => access.appendAccessLog(c, entries));
+  }
+
+  listAccessLog(query: AccessLogQuery = {}): Promise<AccessLogEntry[]> {
+    return this.#withClient((c) => access.listAccessLog(c, query));
   }
 
   async stats(): Promise<StoreStats> {
