@@ -2,6 +2,7 @@
 // JSON on stdout. Run in a child process: Kùzu's native threads can crash a process at exit, which
 // must not take a test worker down with it. Usage: node kuzu-load.mjs <db dir> <statements file> <queries json file>
 import { readFileSync } from 'node:fs';
+import process from 'node:process';
 import kuzu from 'kuzu';
 
 const [dir, statementsFile, queriesFile] = process.argv.slice(2);
