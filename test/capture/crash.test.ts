@@ -25,9 +25,11 @@ beforeAll(async () => {
 const [storeDir, pipelineFile, input] = process.argv.slice(2);
 const store = await openStore(storeDir);
 const pipeline = await loadPipelineFile(pipelineFile);
-process.stdout.write('ready\\n');
+let told = false;
+// 'capturing' once steps are built and records flow (the kill delay counts from there, whatever the machine's load).
+const onProgress = () => { if (!told) { told = true; process.stdout.write('capturing\\n'); } };
 for (;;) {
-  await runPipeline(store, pipeline.definition, readRecords(input), { baseDir: pipeline.baseDir, streamId: 'crash', checkpoint: { everyRecords: 500 } });
+  await runPipeline(store, pipeline.definition, readRecords(input), { baseDir: pipeline.baseDir, streamId: 'crash', checkpoint: { everyRecords: 500 }, onProgress, progressEvery: 500 });
 }
 `,
   );

@@ -307,7 +307,11 @@ describe('materialization policies and gc', () => {
       await withRun(store, async (run) => {
         const add = await run.step('add', { module: join(project, 'steps/add.ts') });
         versions.push(await putObject(store, 'chain/x', { n: 0 }));
-        for (let i = 0; i < 20; i++) versions.push((await deriveObject(run, add, { inputs: ['chain/x'], output: 'chain/x' })).version);
+        // Versions a few milliseconds apart, so that each version's printed time names it alone.
+        for (let i = 0; i < 20; i++) {
+          await sleep(2);
+          versions.push((await deriveObject(run, add, { inputs: ['chain/x'], output: 'chain/x' })).version);
+        }
       });
       await setPolicy(store, 'every:5');
       const pinned = await materialize(store, `chain/x@${versions[7]!.versionId}`);
@@ -405,8 +409,10 @@ describe('materialization policies and gc', () => {
             const check = async (label: string): Promise<void> => {
               for (const probe of probes) {
                 const m = model[probe % model.length]!;
-                // The version current at its own time: the last version of that object at or before it.
-                const expected = model.filter((x) => x.objectId === m.objectId && x.v.validFromUs <= m.v.validFromUs).at(-1)!;
+                // The version current at its own printed time (a time names a whole millisecond): the
+                // last version of that object made by the end of that millisecond.
+                const endOfMs = Math.floor(m.v.validFromUs / 1000) * 1000 + 999;
+                const expected = model.filter((x) => x.objectId === m.objectId && x.v.validFromUs <= endOfMs).at(-1)!;
                 const kept = new Set<string>();
                 for (const x of model) if (await store.hasBlob(x.v.contentHash)) kept.add(x.v.versionId);
                 // What must run: the closure of the target's inputs, stopping at kept versions.
