@@ -126,3 +126,4 @@ export { createServer, type ServerOptions, type ProvenantServer } from './http/s
 export { type Problem } from './http/problem.js';
 export { createToken, authenticate, revokeToken, TOKEN_PREFIX, type CreateTokenOptions, type CreatedToken, type Authentication, type TokenRefusal } from './auth/tokens.js';
 export { Grants, parseGrant, patternCovers, RIGHTS, type Grant, type Right } from './auth/grants.js';
+export { exportCypher, cypherString, type CypherDialect, type CypherExportOptions } from './export/cypher.js';

@@ -41,6 +41,7 @@ afterAll(() => {
   rmSync(join(REPO_ROOT, '.provenant-readme'), { recursive: true, force: true });
   rmSync(join(REPO_ROOT, '.provenant-readme-stream'), { recursive: true, force: true });
   rmSync(join(REPO_ROOT, '.provenant-readme-tools'), { recursive: true, force: true });
+  rmSync(join(REPO_ROOT, '.provenant-readme-objects'), { recursive: true, force: true });
 });
 
 describe('README', () => {
@@ -117,6 +118,13 @@ describe('README', () => {
     const lines = stdout.trim().split('\n');
     expect(lines[0]).toBe('normalize true 3'); // deterministic: the same data, the same binary search (at most ceil(log2(8 + 1)) = 4)
     expect(lines.slice(1)).toEqual(['true true', 'true normalize substituted true']);
+  }, 120_000);
+
+  it('the objects example runs: derive, lineage, gc, as-of recomputed and read', async () => {
+    rmSync(join(REPO_ROOT, '.provenant-readme-objects'), { recursive: true, force: true });
+    const stdout = await runExample('library-objects');
+    const printed = /prints `([^`]+)` and `([^`]+)`/.exec(readme.slice(readme.indexOf('readme-test: library-objects')));
+    expect(stdout.trim().split('\n')).toEqual([printed?.[1], printed?.[2]]);
   }, 120_000);
 });
 

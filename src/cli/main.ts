@@ -33,6 +33,7 @@ import { Progress } from './progress.js';
 import { runDemo, type DemoOptions } from './demo.js';
 import { addReplayToolCommands } from './replay-tools.js';
 import { addServerCommands } from './server-commands.js';
+import { addObjectCommands } from './objects.js';
 
 
 
@@ -640,6 +641,7 @@ export function buildProgram(): Command {
 
   addReplayToolCommands(program);
   addServerCommands(program);
+  addObjectCommands(program);
 
   return program;
 }

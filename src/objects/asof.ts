@@ -37,6 +37,8 @@ export interface AsOfOptions {
   readonly context?: ExecutionContext;
   readonly budget?: RecomputeBudget;
   readonly signal?: AbortSignal;
+  /** Use and fill the memo cache of recomputed outputs. Default: true (benchmarks turn it off). */
+  readonly cache?: boolean;
 }
 
 /** An as-of read's answer, saying how it was obtained. */
@@ -125,7 +127,7 @@ async function readKept(store: Store, v: ObjectVersionRecord): Promise<EncodedVa
  * ancestors. Every recomputed value's hash is checked against the recorded one.
  * @throws ProvenantError RECOMPUTE_DIVERGED (naming the execution), BUDGET_EXCEEDED, BLOB_MISSING (an original lost)
  */
-export async function readVersion(store: Store, target: ObjectVersionRecord, options: { budget?: RecomputeBudget; signal?: AbortSignal }): Promise<ReadOutcome> {
+export async function readVersion(store: Store, target: ObjectVersionRecord, options: { budget?: RecomputeBudget; signal?: AbortSignal; cache?: boolean }): Promise<ReadOutcome> {
   const plan = await store.recomputePlan(target.versionId);
   const last = plan[plan.length - 1];
   if (last !== undefined && last.kept && last.version.versionId === target.versionId) {
@@ -133,7 +135,7 @@ export async function readVersion(store: Store, target: ObjectVersionRecord, opt
   }
   const started = Date.now();
   const budget = options.budget ?? {};
-  const memo = memoOf(store);
+  const memo = options.cache === false ? new MemoCache(0) : memoOf(store);
   const values = new Map<string, EncodedValue>();
   let held = 0;
   let executionsRun = 0;

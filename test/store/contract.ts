@@ -18,6 +18,7 @@ import {
   type ExecutionContext,
   type ExecutionQuery,
   type ExecutionRecord,
+  type ObjectVersionRecord,
   type RecordedError,
   type RunRecord,
   type StepManifest,
@@ -26,7 +27,8 @@ import {
   type ValueEncoding,
   type ValueWrite,
 } from '../../src/index.js';
-import { rejection } from '../helpers/rejection.js';
+import { expectRejection, rejection } from '../helpers/rejection.js';
+import { objectVersionRecordHash } from '../../src/hash/record-hash.js';
 
 /** A freshly opened empty store and how to dispose of it. */
 export interface OpenedStore {
@@ -151,6 +153,31 @@ async function readAll(stream: Readable): Promise<Buffer> {
 
 const ids = (records: readonly { id: string }[]): string[] => records.map((r) => r.id);
 const byId = (a: { id: string }, b: { id: string }): number => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+
+
+/** Ingest a value as a new version of an object through the store interface. */
+export async function ingest(store: Store, objectId: string, value: unknown, validFromUs?: number): Promise<ObjectVersionRecord> {
+  const v = encodeValue(value);
+  const [record] = await store.commitObjectVersions({
+    versions: [{ versionId: uuidv7(), objectId, contentHash: v.hash, encoding: v.encoding, contentType: 'application/json', size: v.bytes.byteLength, executionId: null, inputVersionIds: [], ...(validFromUs === undefined ? {} : { validFromUs }) }],
+    executions: [],
+    values: [{ hash: v.hash, bytes: v.bytes }],
+  });
+  return record as ObjectVersionRecord;
+}
+
+/** Record an execution that made a new version of `objectId` from `inputs`. */
+export async function derive(store: Store, runId: string, step: Pick<StepVersion, 'stepId' | 'versionHash'>, inputs: readonly ObjectVersionRecord[], objectId: string, output: unknown): Promise<ObjectVersionRecord> {
+  const inputValues = await Promise.all(inputs.map(async (i) => JSON.parse(Buffer.from(await store.getBlob(i.contentHash)).toString('utf8')) as unknown));
+  const built = buildExecution({ runId, step, inputs: inputValues, output });
+  const out = encodeValue(output);
+  const [record] = await store.commitObjectVersions({
+    versions: [{ versionId: uuidv7(), objectId, contentHash: out.hash, encoding: 'json', contentType: 'application/json', size: out.bytes.byteLength, executionId: built.record.id, inputVersionIds: inputs.map((i) => i.versionId) }],
+    executions: [built.record],
+    values: built.values,
+  });
+  return record as ObjectVersionRecord;
+}
 
 // ---- the suite -----------------------------------------------------------------------------
 
@@ -684,6 +711,135 @@ export function describeStoreContract(name: string, open: () => Promise<OpenedSt
         await append(store, [e3]);
         expect((await store.stats()).blobs).toBe(before + distinct.size);
         expect(await store.countExecutions({ runId: run.id })).toBe(3);
+      });
+    });
+
+    describe('objects', () => {
+      it('gives versions ordinals, increasing transaction times and record hashes, and finds the one current at a time', async () => {
+        const v1 = await ingest(store, 'customers/1', { balance: 1 });
+        const v2 = await ingest(store, 'customers/1', { balance: 2 });
+        const other = await ingest(store, 'orders/1', { total: 5 });
+        expect([v1.ordinal, v2.ordinal, other.ordinal]).toEqual([1, 2, 1]);
+        expect(v2.validFromUs).toBeGreaterThan(v1.validFromUs);
+        const { recordHash, pinned, ...hashed } = v1;
+        expect(pinned).toBe(false);
+        expect(recordHash).toBe(objectVersionRecordHash(hashed));
+        expect(await store.getObjectVersion(v1.versionId)).toEqual(v1);
+        expect((await store.objectVersionAt('customers/1', v1.validFromUs))?.versionId).toBe(v1.versionId);
+        expect((await store.objectVersionAt('customers/1', v2.validFromUs + 10))?.versionId).toBe(v2.versionId);
+        expect(await store.objectVersionAt('customers/1', v1.validFromUs - 1)).toBeUndefined();
+        expect((await store.listObjectVersions('customers/1')).map((v) => v.versionId)).toEqual([v1.versionId, v2.versionId]);
+        expect((await store.listObjectVersions('customers/1', { untilUs: v1.validFromUs })).map((v) => v.versionId)).toEqual([v1.versionId]);
+        expect((await store.findObjectVersions({ contentHash: other.contentHash })).map((v) => v.versionId)).toEqual([other.versionId]);
+        expect((await store.listObjects({ prefix: 'cust' })).map((o) => [o.objectId, o.versions])).toEqual([['customers/1', 2]]);
+        await expectRejection(ingest(store, 'customers/1', { balance: 3 }, v1.validFromUs), 'INPUT_INVALID');
+      });
+
+      it('commits a derived version with its execution atomically, and refuses one whose inputs or content are missing', async () => {
+        const run = await createRun(store);
+        const step = await registerStep(store, 'join');
+        const a = await ingest(store, 'a/1', { a: 1 });
+        const b = await ingest(store, 'b/1', { b: 2 });
+        const joined = await derive(store, run.id, step, [a, b], 'ab/1', { a: 1, b: 2 });
+        expect(joined.inputVersionIds).toEqual([a.versionId, b.versionId]);
+        expect((await store.findObjectVersions({ executionId: joined.executionId as string })).map((v) => v.versionId)).toEqual([joined.versionId]);
+        const e = await store.getExecution(joined.executionId as string);
+        expect(e?.inputHashes).toEqual([a.contentHash, b.contentHash]);
+
+        const built = buildExecution({ runId: run.id, step, inputs: [{ a: 1 }], output: { x: 1 } });
+        const out = encodeValue({ x: 1 });
+        await expectRejection(
+          store.commitObjectVersions({
+            versions: [{ versionId: uuidv7(), objectId: 'x/1', contentHash: out.hash, encoding: 'json', contentType: 'application/json', size: out.bytes.byteLength, executionId: built.record.id, inputVersionIds: [uuidv7()] }],
+            executions: [built.record],
+            values: built.values,
+          }),
+          'NOT_FOUND',
+        );
+        expect(await store.getExecution(built.record.id)).toBeUndefined();
+        expect(await store.listObjectVersions('x/1')).toEqual([]);
+        const missing = encodeValue({ never: 'stored' });
+        await expectRejection(
+          store.commitObjectVersions({
+            versions: [{ versionId: uuidv7(), objectId: 'x/1', contentHash: missing.hash, encoding: 'json', contentType: 'application/json', size: 3, executionId: null, inputVersionIds: [] }],
+            executions: [],
+            values: [],
+          }),
+          'BLOB_MISSING',
+        );
+      });
+
+      it('walks ancestors and descendants with depth, time and size limits', async () => {
+        const run = await createRun(store);
+        const step = await registerStep(store, 'next');
+        const root = await ingest(store, 'chain/0', { n: 0 });
+        const side = await ingest(store, 'side/0', { s: 1 });
+        const chain = [root];
+        for (let i = 1; i <= 5; i++) chain.push(await derive(store, run.id, step, i === 3 ? [chain[i - 1] as ObjectVersionRecord, side] : [chain[i - 1] as ObjectVersionRecord], `chain/${i}`, { n: i }));
+        const last = chain[5] as ObjectVersionRecord;
+        const up = await store.walkLineage({ from: [last.versionId], direction: 'up' });
+        expect(up.truncated).toBe(false);
+        expect(new Map(up.versions.map((r) => [r.version.objectId, r.depth]))).toEqual(new Map([['chain/5', 0], ['chain/4', 1], ['chain/3', 2], ['chain/2', 3], ['side/0', 3], ['chain/1', 4], ['chain/0', 5]]));
+        const near = await store.walkLineage({ from: [last.versionId], direction: 'up', depth: 2 });
+        expect(near.versions.map((r) => r.version.objectId).sort()).toEqual(['chain/3', 'chain/4', 'chain/5']);
+        const down = await store.walkLineage({ from: [side.versionId], direction: 'down' });
+        expect(down.versions.map((r) => [r.version.objectId, r.depth]).sort()).toEqual([['chain/3', 1], ['chain/4', 2], ['chain/5', 3], ['side/0', 0]]);
+        const downThen = await store.walkLineage({ from: [side.versionId], direction: 'down', untilUs: (chain[3] as ObjectVersionRecord).validFromUs });
+        expect(downThen.versions.map((r) => r.version.objectId).sort()).toEqual(['chain/3', 'side/0']);
+        const cut = await store.walkLineage({ from: [last.versionId], direction: 'up', limit: 3 });
+        expect(cut.truncated).toBe(true);
+        expect(cut.versions).toHaveLength(3);
+      });
+
+      it('plans a recomputation back to the nearest kept versions, inputs first', async () => {
+        const run = await createRun(store);
+        const step = await registerStep(store, 'next');
+        const v0 = await ingest(store, 'p/x', { n: 0 });
+        const v1 = await derive(store, run.id, step, [v0], 'p/x', { n: 1 });
+        const v2 = await derive(store, run.id, step, [v1], 'p/x', { n: 2 });
+        const v3 = await derive(store, run.id, step, [v2], 'p/x', { n: 3 });
+        expect((await store.recomputePlan(v3.versionId)).map((r) => [r.version.ordinal, r.kept])).toEqual([[4, true]]);
+        const dropped = await store.dropBlobs([v3.contentHash, v2.contentHash]);
+        expect(dropped.dropped.sort()).toEqual([v2.contentHash, v3.contentHash].sort());
+        expect(dropped.bytes).toBe(v2.size + v3.size);
+        expect((await store.recomputePlan(v3.versionId)).map((r) => [r.version.ordinal, r.kept])).toEqual([[2, true], [3, false], [4, false]]);
+      });
+
+      it('never drops the bytes of an original, a pinned version, or a value anything else refers to', async () => {
+        const run = await createRun(store);
+        const step = await registerStep(store, 'copy');
+        const original = await ingest(store, 'o/1', { same: true });
+        const copy = await derive(store, run.id, step, [original], 'o/2', { same: true });
+        const pinned = await derive(store, run.id, step, [original], 'o/3', { pinned: 1 });
+        await store.setPinned(pinned.versionId, true);
+        expect((await store.getObjectVersion(pinned.versionId))?.pinned).toBe(true);
+        const streamed = encodeValue({ in: 'stream' });
+        await store.appendToStream('s', [{ hash: streamed.hash, bytes: streamed.bytes, encoding: 'json' }]);
+        const alsoStream = await derive(store, run.id, step, [original], 'o/4', { in: 'stream' });
+        const free = await derive(store, run.id, step, [original], 'o/5', { free: 1 });
+        const r = await store.dropBlobs([copy.contentHash, pinned.contentHash, alsoStream.contentHash, free.contentHash, step.versionHash]);
+        expect(r.dropped).toEqual([free.contentHash]);
+        expect(await store.hasBlob(original.contentHash)).toBe(true);
+        expect(await store.hasBlob(pinned.contentHash)).toBe(true);
+        expect(await store.hasBlob(streamed.hash)).toBe(true);
+        expect(await store.hasBlob(step.versionHash)).toBe(true);
+        await store.setPinned(pinned.versionId, false);
+        expect((await store.dropBlobs([pinned.contentHash])).dropped).toEqual([pinned.contentHash]);
+      });
+
+      it('keeps the latest materialization setting per scope, and counts reads per version', async () => {
+        await store.setMaterialization({ scope: 'store', policy: 'none', setUs: tick() });
+        await store.setMaterialization({ scope: 'step:a', policy: 'every:3', setUs: tick() });
+        await store.setMaterialization({ scope: 'store', policy: 'all', setUs: tick() });
+        expect((await store.listMaterialization()).map((s) => [s.scope, s.policy])).toEqual([['step:a', 'every:3'], ['store', 'all']]);
+        const run = await createRun(store);
+        const step = await registerStep(store, 'a');
+        const v0 = await ingest(store, 'r/1', { n: 0 });
+        const v1 = await derive(store, run.id, step, [v0], 'r/1', { n: 1 });
+        await store.recordObjectReads([{ versionId: v1.versionId, atUs: tick(), recomputed: false, costUs: 10 }, { versionId: v1.versionId, atUs: tick(), recomputed: true, costUs: 900 }]);
+        const usage = await store.listVersionUsage();
+        expect(usage.map((u) => [u.version.versionId, u.stepId, u.reads, u.kept, u.durationUs])).toEqual([[v1.versionId, 'a', 2, true, 250]]);
+        await expectRejection(store.setPinned(uuidv7(), true), 'NOT_FOUND');
       });
     });
   });
