@@ -26,6 +26,8 @@ import {
   type Store,
   type ValueEncoding,
   type ValueWrite,
+  type TokenRecord,
+  type AccessLogEntry,
 } from '../../src/index.js';
 import { expectRejection, rejection } from '../helpers/rejection.js';
 import { objectVersionRecordHash } from '../../src/hash/record-hash.js';
@@ -840,6 +842,75 @@ export function describeStoreContract(name: string, open: () => Promise<OpenedSt
         const usage = await store.listVersionUsage();
         expect(usage.map((u) => [u.version.versionId, u.stepId, u.reads, u.kept, u.durationUs])).toEqual([[v1.versionId, 'a', 2, true, 250]]);
         await expectRejection(store.setPinned(uuidv7(), true), 'NOT_FOUND');
+      });
+    });
+
+    describe('tokens and the access log', () => {
+      const token = (principal: string, overrides: Partial<TokenRecord> = {}): TokenRecord => ({
+        id: uuidv7(),
+        hash: `sha256:${sha256Hex(randomBytes(32))}` as ContentHash,
+        principal,
+        grants: ['read:customers/*', 'replay:orders'],
+        createdUs: tick(),
+        expiresUs: null,
+        label: null,
+        ...overrides,
+      });
+
+      it('finds a token by its hash, with its grants and expiry; lists tokens oldest first', async () => {
+        const a = token('alice', { expiresUs: tick() + 1_000_000, label: 'ci' });
+        const b = token('bob');
+        await store.createToken(a);
+        await store.createToken(b);
+        expect(await store.findToken(a.hash)).toEqual({ ...a, revokedUs: null });
+        expect(await store.findToken(`sha256:${'0'.repeat(64)}` as ContentHash)).toBeUndefined();
+        expect((await store.listTokens()).map((t) => t.id)).toEqual([a.id, b.id]);
+      });
+
+      it('refuses a second token with the same hash', async () => {
+        const a = token('alice');
+        await store.createToken(a);
+        const err = await rejection(store.createToken({ ...token('mallory'), hash: a.hash }));
+        expect((err as ProvenantError).code).toBe('INPUT_INVALID');
+        expect((await store.findToken(a.hash))?.principal).toBe('alice');
+      });
+
+      it('revokes by appending: the first revocation time is kept; unknown ids are NOT_FOUND', async () => {
+        const a = token('alice');
+        await store.createToken(a);
+        const at = tick();
+        expect((await store.revokeToken(a.id, at)).revokedUs).toBe(at);
+        expect((await store.revokeToken(a.id, tick())).revokedUs).toBe(at);
+        expect((await store.findToken(a.hash))?.revokedUs).toBe(at);
+        const err = await rejection(store.revokeToken(uuidv7(), tick()));
+        expect((err as ProvenantError).code).toBe('NOT_FOUND');
+      });
+
+      it('appends access log entries and lists them oldest first, by principal and time, paged', async () => {
+        const entry = (principal: string | null, timeUs: number): AccessLogEntry => ({
+          id: uuidv7(),
+          timeUs,
+          principal,
+          tokenId: principal === null ? null : uuidv7(),
+          address: '127.0.0.1',
+          method: 'GET',
+          target: `/data/customers/${timeUs}`,
+          route: '/data/*',
+          status: principal === null ? 401 : 200,
+          rights: principal === null ? [] : ['read:customers/*'],
+          traceId: '4bf92f3577b34da6a3ce929d0e0e4736',
+          durationUs: 120,
+          detail: { objectId: 'customers/1', executionsRun: 0 },
+        });
+        const t0 = tick();
+        const entries = [entry('alice', t0), entry(null, tick()), entry('bob', tick()), entry('alice', tick())];
+        await store.appendAccessLog(entries.slice(0, 2));
+        await store.appendAccessLog(entries.slice(2));
+        await store.appendAccessLog([]);
+        expect(await store.listAccessLog()).toEqual(entries);
+        expect((await store.listAccessLog({ principal: 'alice' })).map((e) => e.id)).toEqual([entries[0]!.id, entries[3]!.id]);
+        expect((await store.listAccessLog({ sinceUs: entries[2]!.timeUs })).map((e) => e.id)).toEqual([entries[2]!.id, entries[3]!.id]);
+        expect((await store.listAccessLog({ limit: 2, afterId: entries[0]!.id })).map((e) => e.id)).toEqual([entries[1]!.id, entries[2]!.id]);
       });
     });
   });
