@@ -317,6 +317,9 @@ export function registerUiRoutes(app: FastifyInstance, parts: ServerParts): void
         previousExecution(store, e),
         store.getRun(e.runId),
       ]);
+      const made = await Promise.all(
+        (await store.findObjectVersions({ executionId: e.id })).filter((v) => allow(request, 'read', v.objectId) !== undefined).map(async (v) => ({ ...v, kept: await store.hasBlob(v.contentHash) })),
+      );
       return {
         id: e.id,
         runId: e.runId,
@@ -341,6 +344,7 @@ export function registerUiRoutes(app: FastifyInstance, parts: ServerParts): void
             : { module: version.manifest.module, export: version.manifest.export, files: version.manifest.files, packages: version.manifest.packages, bundler: version.manifest.bundler, firstSeen: iso(version.firstSeenUs), firstRunId: version.firstRunId },
         previous: brief(previous),
         next: brief(next[0]),
+        made: made.map((v) => ({ objectId: v.objectId, versionId: v.versionId, ordinal: v.ordinal, validFrom: iso(v.validFromUs), kept: v.kept })),
       };
     },
   );

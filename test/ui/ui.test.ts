@@ -138,16 +138,16 @@ describe.skipIf(!haveChromium)('web UI in headless Chromium', () => {
     await page.fill('#token', `pvt_${'x'.repeat(43)}`);
     await page.click('button[type=submit]');
     await expect.poll(() => page.textContent('.state.error')).toContain('not known to this server');
-    expect(await page.evaluate(() => sessionStorage.getItem('provenant.token'))).toBeNull();
+    expect(await page.evaluate('sessionStorage.getItem("provenant.token")')).toBeNull();
     await signIn();
-    expect(await page.evaluate(() => sessionStorage.getItem('provenant.token'))).toBe(token);
+    expect(await page.evaluate('sessionStorage.getItem("provenant.token")')).toBe(token);
     await expect.poll(() => page.textContent('table.list')).toContain('flights');
     const objects = await page.locator('section:has(#objects-title) tbody tr').allTextContents();
     expect(objects.join('\n')).toContain('customers/42');
     expect(objects.join('\n')).toContain('reports/42');
     await shot('home', true);
     // A token revoked or replaced behind the page's back: the next call answers 401 → sign-in.
-    await page.evaluate(() => sessionStorage.setItem('provenant.token', 'pvt_revoked-meanwhile'));
+    await page.evaluate('sessionStorage.setItem("provenant.token", "pvt_revoked-meanwhile")');
     await page.goto(`${url}/#/stream?id=flights`);
     await page.waitForSelector('#token');
     expect(page.url()).toContain('#/signin');
@@ -217,9 +217,13 @@ describe.skipIf(!haveChromium)('web UI in headless Chromium', () => {
     // Fold an input.
     const details = page.locator('section[aria-label="Input 2"] details').first();
     await details.locator('summary').first().click();
-    expect(await details.evaluate((d) => (d as HTMLDetailsElement).open)).toBe(false);
+    expect(await details.evaluate((d) => (d as unknown as { open: boolean }).open)).toBe(false);
     await details.locator('summary').first().click();
+    expect(await page.textContent('section[aria-label="Made"]')).toContain('reports/42 v1 (not kept: reading it recomputes)');
     await shot('execution', true);
+    await page.click('section[aria-label="Made"] a:has-text("read as of then")');
+    await expect.poll(() => page.textContent('dd.obtained-how')).toBe('recomputed');
+    expect(await page.textContent('section[aria-label="object content"]')).toContain('"gold"');
   });
 
   it('shows the checkpoint timeline, selects a range and runs a verify replay, then steps through it', async () => {

@@ -87,3 +87,8 @@ export function when(iso: string | null | undefined): string {
   const d = new Date(iso);
   return Number.isNaN(d.getTime()) ? iso : d.toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z');
 }
+
+/** A short form of a UUIDv7 for display: its random tail (its head is a timestamp, the same for ids made together). */
+export function shortId(id: string | null | undefined): string {
+  return id === null || id === undefined ? '—' : `…${id.slice(-8)}`;
+}

@@ -4,7 +4,7 @@
  * boundaries are marked on the slider. Keys: arrows move the slider, [ and ] jump between versions.
  */
 import { call, getJson, seg } from '../api.js';
-import { empty, failure, h, link, loading, replace, short, when } from '../dom.js';
+import { empty, failure, h, link, loading, replace, short, when, shortId } from '../dom.js';
 import { jsonTree } from '../json.js';
 
 interface Version { versionId: string; ordinal: number; validFrom: string; contentHash: string; executionId: string | null; kept: boolean }
@@ -78,7 +78,7 @@ export async function asOfView(root: HTMLElement, params: URLSearchParams): Prom
         h('dt', {}, 'Executions run'), h('dd', { class: 'executions-run' }, hdr('provenant-executions-run')),
         h('dt', {}, 'Cache hits'), h('dd', {}, hdr('provenant-cache-hits')),
         h('dt', {}, 'Content hash'), h('dd', {}, h('code', {}, short((res.headers.get('etag') ?? '').replaceAll('"', ''), 16))),
-        version?.executionId ? [h('dt', {}, 'Made by'), h('dd', {}, link('execution', { id: version.executionId }, `execution ${version.executionId.slice(0, 8)}`))] : [h('dt', {}, 'Made by'), h('dd', {}, 'ingested (original data)')],
+        version?.executionId ? [h('dt', {}, 'Made by'), h('dd', {}, link('execution', { id: version.executionId }, `execution ${shortId(version.executionId)}`))] : [h('dt', {}, 'Made by'), h('dd', {}, 'ingested (original data)')],
       );
       let shown: HTMLElement;
       if (type.includes('json')) {

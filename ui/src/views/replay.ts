@@ -5,7 +5,7 @@
  * what-if, its summary (unchanged / changed / newly failing / fixed) as a table and a chart.
  */
 import { getJson } from '../api.js';
-import { empty, failure, h, link, loading, replace, s, short } from '../dom.js';
+import { empty, failure, h, link, loading, replace, s, short, shortId } from '../dom.js';
 import { diffPaths, jsonTree } from '../json.js';
 import { renderJob, type Job } from './timeline.js';
 
@@ -20,7 +20,7 @@ interface Page { total: number; executions: Row[]; next: number | null; truncate
 export async function replayView(root: HTMLElement, params: URLSearchParams): Promise<() => void> {
   const jobId = params.get('job') ?? '';
   const head = h('div', {}, loading('the job'));
-  root.append(h('h1', {}, 'Replay ', h('code', {}, jobId.slice(0, 8))), head);
+  root.append(h('h1', {}, 'Replay ', h('code', {}, shortId(jobId))), head);
   let timer: number | undefined;
   let onKey: ((ev: KeyboardEvent) => void) | undefined;
   const cleanup = (): void => {
@@ -55,7 +55,7 @@ export async function replayView(root: HTMLElement, params: URLSearchParams): Pr
     'section',
     { class: 'card stepper', 'aria-labelledby': 'stepper-title' },
     h('h2', { id: 'stepper-title' }, 'Step through'),
-    h('div', { class: 'row', role: 'toolbar', 'aria-label': 'stepper' }, btn('⏮ First (g)', 'g', 'step-first', () => void go(0)), btn('← Previous (p)', 'p', 'step-prev', () => void go(current - 1)), btn('Next (n) →', 'n', 'step-next', () => void go(current + 1)), btn('Continue to divergence (c)', 'c', 'step-continue', () => void toDivergence())),
+    h('div', { class: 'row', role: 'toolbar', 'aria-label': 'stepper' }, btn('⇤ First (g)', 'g', 'step-first', () => void go(0)), btn('← Previous (p)', 'p', 'step-prev', () => void go(current - 1)), btn('Next (n) →', 'n', 'step-next', () => void go(current + 1)), btn('Continue to divergence (c)', 'c', 'step-continue', () => void toDivergence())),
     position,
     panes,
   );

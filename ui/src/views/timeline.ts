@@ -5,7 +5,7 @@
  * what-if naming a recorded step version, and follow the job.
  */
 import { getJson, postJson, seg } from '../api.js';
-import { empty, failure, h, link, loading, replace, s, short, when } from '../dom.js';
+import { empty, failure, h, link, loading, replace, s, short, when, shortId } from '../dom.js';
 
 interface Checkpoint {
   checkpointId: string;
@@ -63,13 +63,13 @@ export async function timelineView(root: HTMLElement, params: URLSearchParams): 
     svg.append(s('line', { x1: x(ms), x2: x(ms), y1: 20, y2: H - 24, class: 'tick' }), s('text', { x: x(ms), y: H - 8, class: 'axis', 'text-anchor': 'middle' }, new Date(ms).toISOString().slice(11, 23)));
   }
   svg.append(s('text', { x: left, y: 14, class: 'axis' }, `${when(new Date(t0).toISOString())} → ${when(new Date(t1).toISOString())}`));
-  runs.forEach((runId, lane) => svg.append(s('text', { x: 4, y: 40 + lane * laneH + 20, class: 'axis' }, `run ${runId.slice(0, 8)}`)));
+  runs.forEach((runId, lane) => svg.append(s('text', { x: 4, y: 40 + lane * laneH + 20, class: 'axis' }, `run ${shortId(runId)}`)));
   const marks = new Map<string, SVGRectElement>();
   for (const c of checkpoints) {
     const lane = runs.indexOf(c.runId);
     const a = x(t(c.started));
     const w = Math.max(4, x(t(c.ended)) - a);
-    const rect = s('rect', { x: a, y: 40 + lane * laneH, width: w, height: laneH - 8, rx: 2, class: `cp ${c.status}`, tabindex: 0, role: 'button', 'data-id': c.checkpointId, 'aria-label': `checkpoint ${c.checkpointId.slice(0, 8)} ${c.status} offsets ${c.startOffset} to ${c.endOffset ?? '…'}, ${c.executions ?? 0} executions` });
+    const rect = s('rect', { x: a, y: 40 + lane * laneH, width: w, height: laneH - 8, rx: 2, class: `cp ${c.status}`, tabindex: 0, role: 'button', 'data-id': c.checkpointId, 'aria-label': `checkpoint ${shortId(c.checkpointId)} ${c.status} offsets ${c.startOffset} to ${c.endOffset ?? '…'}, ${c.executions ?? 0} executions` });
     rect.append(s('title', {}, `${c.checkpointId}\n${c.status}\noffsets ${c.startOffset}–${c.endOffset ?? '…'}\n${c.records ?? 0} records, ${c.executions ?? 0} executions, ${c.failed ?? 0} failed`));
     marks.set(c.checkpointId, rect);
     svg.append(rect);
@@ -84,7 +84,7 @@ export async function timelineView(root: HTMLElement, params: URLSearchParams): 
   const show = (c: Checkpoint): void =>
     replace(
       detail,
-      h('h2', {}, `Checkpoint ${c.checkpointId.slice(0, 13)}…`),
+      h('h2', {}, `Checkpoint ${shortId(c.checkpointId)}`),
       h('dl', { class: 'inline' }, h('dt', {}, 'Status'), h('dd', {}, c.status), h('dt', {}, 'Offsets'), h('dd', { class: 'offsets' }, `${c.startOffset} – ${c.endOffset ?? '…'}`), h('dt', {}, 'Records'), h('dd', {}, c.records ?? '—'), h('dt', {}, 'Executions'), h('dd', { class: 'executions' }, c.executions ?? '—'), h('dt', {}, 'Failed'), h('dd', {}, c.failed ?? '—'), h('dt', {}, 'Time'), h('dd', {}, `${when(c.started)} → ${when(c.ended)}`), c.reason === null ? null : [h('dt', {}, 'Reason'), h('dd', {}, c.reason)]),
     );
   function choose(c: Checkpoint, extend: boolean): void {
@@ -169,7 +169,7 @@ export async function timelineView(root: HTMLElement, params: URLSearchParams): 
     replace(
       actions,
       h('h2', { id: 'replay-title' }, 'Replay'),
-      h('p', { class: 'range' }, `${range.length} checkpoint${range.length === 1 ? '' : 's'} selected: offsets ${from.startOffset}–${to.endOffset ?? '…'}, ${records} records (run ${from.runId.slice(0, 8)})`),
+      h('p', { class: 'range' }, `${range.length} checkpoint${range.length === 1 ? '' : 's'} selected: offsets ${from.startOffset}–${to.endOffset ?? '…'}, ${records} records (run ${shortId(from.runId)})`),
       h('div', { class: 'row' }, h('button', { type: 'button', class: 'primary', id: 'start-verify', onclick: () => void start('verify') }, 'Verify replay')),
       h('fieldset', {}, h('legend', {}, 'What-if (recorded step versions and params only)'), h('div', { class: 'row' }, stepSelect, versionSelect, paramsInput, h('button', { type: 'button', id: 'start-whatif', onclick: () => void start('whatif') }, 'Run what-if'))),
       jobBox,
@@ -208,13 +208,13 @@ export async function timelineView(root: HTMLElement, params: URLSearchParams): 
       'tbody',
       {},
       checkpoints.slice(0, 1000).map((c) => {
-        const box = h('input', { type: 'checkbox', 'aria-label': `select checkpoint ${c.checkpointId.slice(0, 8)}` });
+        const box = h('input', { type: 'checkbox', 'aria-label': `select checkpoint ${shortId(c.checkpointId)}` });
         box.addEventListener('click', (ev) => {
           ev.preventDefault();
           choose(c, range.length > 0);
         });
         boxes.set(c.checkpointId, box);
-        return h('tr', {}, h('td', {}, box), h('td', {}, h('code', {}, c.checkpointId.slice(0, 13))), h('td', {}, h('code', {}, c.runId.slice(0, 8))), h('td', {}, h('span', { class: `status ${c.status}` }, c.status)), h('td', { class: 'num' }, `${c.startOffset}–${c.endOffset ?? '…'}`), h('td', { class: 'num' }, c.records ?? '—'), h('td', { class: 'num' }, c.executions ?? '—'), h('td', {}, when(c.ended)));
+        return h('tr', {}, h('td', {}, box), h('td', {}, h('code', {}, shortId(c.checkpointId))), h('td', {}, h('code', {}, shortId(c.runId))), h('td', {}, h('span', { class: `status ${c.status}` }, c.status)), h('td', { class: 'num' }, `${c.startOffset}–${c.endOffset ?? '…'}`), h('td', { class: 'num' }, c.records ?? '—'), h('td', { class: 'num' }, c.executions ?? '—'), h('td', {}, when(c.ended)));
       }),
     ),
   );
@@ -230,7 +230,7 @@ export function renderJob(box: HTMLElement, job: Job): void {
   const bar = h('progress', { max: Math.max(1, total), value: done, 'aria-label': 'job progress' });
   replace(
     box,
-    h('p', { class: `job ${job.status}` }, h('strong', {}, `${job.mode === 'verify' ? 'Verify replay' : 'What-if'} ${job.status}`), ` — job ${job.id.slice(0, 8)}`),
+    h('p', { class: `job ${job.status}` }, h('strong', {}, `${job.mode === 'verify' ? 'Verify replay' : 'What-if'} ${job.status}`), ` — job ${shortId(job.id)}`),
     job.status === 'completed' || job.status === 'failed' ? null : h('div', {}, bar, ` ${done} / ${total} records, ${p.executions ?? 0} executions, ${p.diverged ?? 0} diverged`),
     job.error === null ? null : failure({ detail: `${job.error.code}: ${job.error.message}`, hint: job.error.hint }),
     job.status === 'completed' ? h('p', {}, summaryLine(job), ' ', link('replay', { job: job.id }, 'Step through it →', { class: 'button primary', id: 'open-stepper' })) : null,
