@@ -1,4 +1,5 @@
 // @ts-check
+/* global URL */
 import { defineConfig } from 'vite';
 import { fileURLToPath } from 'node:url';
 

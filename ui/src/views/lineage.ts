@@ -7,7 +7,7 @@
  */
 import dagre from '@dagrejs/dagre';
 import { getJson, seg } from '../api.js';
-import { empty, failure, h, href, link, loading, replace, s, short, when } from '../dom.js';
+import { empty, failure, h, link, loading, replace, s, short, when } from '../dom.js';
 
 interface LNode {
   id: string;

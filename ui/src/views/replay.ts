@@ -22,10 +22,10 @@ export async function replayView(root: HTMLElement, params: URLSearchParams): Pr
   const head = h('div', {}, loading('the job'));
   root.append(h('h1', {}, 'Replay ', h('code', {}, shortId(jobId))), head);
   let timer: number | undefined;
-  let onKey: ((ev: KeyboardEvent) => void) | undefined;
+  const keys: { handler?: (ev: KeyboardEvent) => void } = {};
   const cleanup = (): void => {
     clearTimeout(timer);
-    if (onKey !== undefined) document.removeEventListener('keydown', onKey);
+    if (keys.handler !== undefined) document.removeEventListener('keydown', keys.handler);
   };
   let job: Job;
   for (;;) {
@@ -122,7 +122,7 @@ export async function replayView(root: HTMLElement, params: URLSearchParams): Pr
       );
     replace(panes, pane('Recorded', row.recorded, row.recordedExecutionId, row.recordedOutputHash, row.recordedStatus), pane(job.mode === 'verify' ? 'Replayed' : 'What-if', row.replayed, row.replayExecutionId ?? (same ? row.recordedExecutionId : null), row.replayedOutputHash, row.replayedStatus));
   }
-  onKey = (ev: KeyboardEvent): void => {
+  const onKey = (ev: KeyboardEvent): void => {
     const tag = (ev.target as HTMLElement).tagName;
     if (tag === 'INPUT' || tag === 'SELECT' || tag === 'TEXTAREA' || ev.ctrlKey || ev.metaKey || ev.altKey) return;
     if (ev.key === 'n' || ev.key === 'ArrowRight') void go(current + 1);
@@ -130,6 +130,7 @@ export async function replayView(root: HTMLElement, params: URLSearchParams): Pr
     else if (ev.key === 'c') void toDivergence();
     else if (ev.key === 'g') void go(0);
   };
+  keys.handler = onKey;
   document.addEventListener('keydown', onKey);
   await go(0);
   return cleanup;
