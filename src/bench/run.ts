@@ -23,6 +23,7 @@ import { appendRecords, LogSource } from '../stream/log.js';
 import type { LoadedStep, StepContext } from '../step/runtime.js';
 import type { JsonValue } from '../hash/canonical.js';
 import { benchReplayTools } from './replay-tools.js';
+import { benchUi } from './ui.js';
 
 /** One benchmark figure. */
 export interface BenchResult {
@@ -317,6 +318,8 @@ async function main(): Promise<void> {
   );
   process.stderr.write('Measuring what-if and bisect…\n');
   results.push(...(await benchReplayTools(records)));
+  process.stderr.write('Measuring the web UI (lineage graph in headless Chromium)…\n');
+  results.push(...(await benchUi()));
   mkdirSync(dirname(outFile), { recursive: true });
   writeFileSync(outFile, `${JSON.stringify(results, null, 2)}\n`);
   const width = Math.max(...results.map((r) => r.name.length));

@@ -40,6 +40,11 @@ interface DNode {
 
 /** Above this many nodes, executions are grouped by step at first. */
 const AUTO_GROUP = 2500;
+/** Text for SVG markup. */
+const esc = (t: string): string => t.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;').replaceAll('"', '&quot;');
+
+/** Above this many drawn nodes, the faster layout (see draw). */
+const LARGE = 600;
 
 export async function lineageView(root: HTMLElement, params: URLSearchParams): Promise<() => void> {
   const ref = params.get('ref') ?? '';
@@ -56,7 +61,9 @@ export async function lineageView(root: HTMLElement, params: URLSearchParams): P
   let up: LGraph;
   let down: LGraph;
   try {
+    const tf = performance.now();
     [up, down] = await Promise.all([getJson<LGraph>(q('up')), getJson<LGraph>(q('down'))]);
+    document.body.dataset.lineageFetchMs = String(Math.round(performance.now() - tf));
   } catch (err) {
     replace(status, failure(err));
     return () => undefined;
@@ -209,43 +216,82 @@ export async function lineageView(root: HTMLElement, params: URLSearchParams): P
     const t0 = performance.now();
     const { dnodes, dedges } = build();
     drawn = dnodes;
+    // Large graphs: an execution and the one version it made are laid out as one unit (drawn side
+    // by side, still styled apart), ranks by longest path and no crossing-reduction sweeps — which
+    // keeps dagre's layout of thousands of nodes within a second or so.
+    const large = dnodes.size > LARGE;
+    const widthOf = (d: DNode): number => Math.min(230, Math.max(96, 7.2 * Math.max(d.title.length, d.sub.length) + 20));
+    const outs = new Map<string, string[]>();
+    const ins = new Map<string, number>();
+    for (const [a, b] of dedges) {
+      (outs.get(a) ?? outs.set(a, []).get(a)!).push(b);
+      ins.set(b, (ins.get(b) ?? 0) + 1);
+    }
+    const pairedWith = new Map<string, string>(); // version id -> execution id
+    if (large) {
+      for (const d of dnodes.values()) {
+        if (d.kind !== 'execution') continue;
+        const o = outs.get(d.id) ?? [];
+        const v = o.length === 1 ? dnodes.get(o[0] as string) : undefined;
+        if (v !== undefined && v.kind === 'version' && ins.get(v.id) === 1) pairedWith.set(v.id, d.id);
+      }
+    }
+    const unit = (id: string): string => pairedWith.get(id) ?? id;
+    const GAP = 26;
     const g = new dagre.graphlib.Graph({ multigraph: false });
-    g.setGraph({ rankdir: 'LR', nodesep: 10, ranksep: 46, marginx: 16, marginy: 16 });
+    g.setGraph({ rankdir: 'LR', nodesep: 10, ranksep: 46, marginx: 16, marginy: 16, ...(large ? { ranker: 'longest-path' } : {}) });
     g.setDefaultEdgeLabel(() => ({}));
+    const partner = new Map<string, string>(); // execution id -> version id
+    for (const [v, e] of pairedWith) partner.set(e, v);
     for (const d of dnodes.values()) {
-      const width = Math.min(230, Math.max(96, 7.2 * Math.max(d.title.length, d.sub.length) + 20));
+      if (pairedWith.has(d.id)) continue;
+      const p = partner.get(d.id);
+      const width = widthOf(d) + (p === undefined ? 0 : GAP + widthOf(dnodes.get(p) as DNode));
       g.setNode(d.id, { width, height: 38 });
     }
-    for (const [a, b] of dedges) g.setEdge(a, b);
-    dagre.layout(g);
+    for (const [a, b] of dedges) {
+      const ua = unit(a);
+      const ub = unit(b);
+      if (ua !== ub) g.setEdge(ua, ub);
+    }
+    const tl = performance.now();
+    dagre.layout(g, large ? { disableOptimalOrderHeuristic: true } : {});
+    document.body.dataset.lineageLayoutMs = String(Math.round(performance.now() - tl));
     boxes = new Map();
     const edgeLayer = s('g', { class: 'edges' });
     const nodeLayer = s('g', { class: 'nodes' });
+    const paths: string[] = [];
+    const markup: string[] = [];
     for (const e of g.edges()) {
       const pts = g.edge(e).points ?? [];
       if (pts.length === 0) continue;
-      const d = `M${pts.map((p: { x: number; y: number }) => `${p.x.toFixed(1)},${p.y.toFixed(1)}`).join('L')}`;
-      edgeLayer.append(s('path', { d, class: 'edge', 'marker-end': 'url(#arrow)' }));
+      paths.push(`M${pts.map((p: { x: number; y: number }) => `${p.x.toFixed(1)},${p.y.toFixed(1)}`).join('L')}`);
     }
     for (const d of dnodes.values()) {
-      const box = g.node(d.id);
-      const x = box.x - box.width / 2;
-      const y = box.y - box.height / 2;
-      boxes.set(d.id, { x, y, w: box.width, h: box.height });
+      const u = g.node(unit(d.id));
+      let x = u.x - u.width / 2;
+      const y = u.y - u.height / 2;
+      const w = widthOf(d);
+      if (pairedWith.has(d.id)) {
+        x = u.x + u.width / 2 - w;
+        paths.push(`M${(x - GAP).toFixed(1)},${u.y.toFixed(1)}L${x.toFixed(1)},${u.y.toFixed(1)}`);
+      }
+      boxes.set(d.id, { x, y, w, h: u.height });
       const collapsed = state.collapsed.has(d.id);
       const cls = ['node', d.kind, d.failed ? 'failed' : '', d.root ? 'root' : '', collapsed ? 'collapsed' : '', d.id === state.selected ? 'selected' : ''].filter(Boolean).join(' ');
       const rx = d.kind === 'execution' ? 2 : d.kind === 'value' ? 19 : 8;
-      nodeLayer.append(
-        s(
-          'g',
-          { class: cls, transform: `translate(${x.toFixed(1)},${y.toFixed(1)})`, tabindex: 0, role: 'button', 'data-id': d.id, 'aria-label': `${d.kind} ${d.title} ${d.sub}` },
-          s('rect', { width: box.width, height: box.height, rx }),
-          s('text', { x: 8, y: 15, class: 'title' }, d.title.length > 30 ? `${d.title.slice(0, 29)}…` : d.title),
-          s('text', { x: 8, y: 30, class: 'sub' }, d.sub),
-          collapsed ? s('text', { x: box.width - 14, y: 15, class: 'badge' }, '+') : null,
-        ),
+      const title = d.title.length > 30 ? `${d.title.slice(0, 29)}…` : d.title;
+      // Markup built as text (escaped) and parsed once: far faster than thousands of createElementNS calls.
+      markup.push(
+        `<g class="${cls}" transform="translate(${x.toFixed(1)},${y.toFixed(1)})" tabindex="0" role="button" data-id="${esc(d.id)}" aria-label="${esc(`${d.kind} ${d.title} ${d.sub}`)}">` +
+          `<rect width="${w}" height="${u.height}" rx="${rx}"></rect><text x="8" y="15" class="title">${esc(title)}</text><text x="8" y="30" class="sub">${esc(d.sub)}</text>` +
+          (collapsed ? `<text x="${w - 14}" y="15" class="badge">+</text>` : '') +
+          '</g>',
       );
     }
+    nodeLayer.innerHTML = markup.join('');
+    // One path element per edge, but built as markup in one go (thousands of edges).
+    edgeLayer.innerHTML = paths.map((d) => `<path class="edge" d="${d}" marker-end="url(#arrow)"></path>`).join('');
     const defs = s('defs', {}, s('marker', { id: 'arrow', viewBox: '0 0 10 10', refX: 9, refY: 5, markerWidth: 6, markerHeight: 6, orient: 'auto-start-reverse' }, s('path', { d: 'M0,0L10,5L0,10z', class: 'arrowhead' })));
     viewport.replaceChildren(defs, edgeLayer, nodeLayer);
     const gg = g.graph();
