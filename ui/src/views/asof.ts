@@ -76,7 +76,7 @@ export async function asOfView(root: HTMLElement, params: URLSearchParams): Prom
         h('dt', {}, 'Valid from'), h('dd', {}, when(hdr('provenant-valid-from'))),
         h('dt', {}, 'Obtained'), h('dd', { class: 'obtained-how' }, hdr('provenant-obtained')),
         h('dt', {}, 'Executions run'), h('dd', { class: 'executions-run' }, hdr('provenant-executions-run')),
-        h('dt', {}, 'Cache hits'), h('dd', {}, hdr('provenant-cache-hits')),
+        h('dt', {}, 'Cache hits'), h('dd', { class: 'cache-hits' }, hdr('provenant-cache-hits')),
         h('dt', {}, 'Content hash'), h('dd', {}, h('code', {}, short((res.headers.get('etag') ?? '').replaceAll('"', ''), 16))),
         version?.executionId ? [h('dt', {}, 'Made by'), h('dd', {}, link('execution', { id: version.executionId }, `execution ${shortId(version.executionId)}`))] : [h('dt', {}, 'Made by'), h('dd', {}, 'ingested (original data)')],
       );
