@@ -93,7 +93,7 @@ export async function benchUi(): Promise<BenchResult[]> {
       if (i > 0) {
         times.push(ms);
         drawMs.push(Number(await page.getAttribute('body', 'data-lineage-draw-ms')));
-        process.stderr.write(`render ${Math.round(ms)} ms: fetch ${await page.getAttribute('body', 'data-lineage-fetch-ms')} ms, layout ${await page.getAttribute('body', 'data-lineage-layout-ms')} ms, build+layout+draw ${await page.getAttribute('body', 'data-lineage-draw-ms')} ms\n`);
+        process.stderr.write(`render ${Math.round(ms)} ms: fetch ${await page.getAttribute('body', 'data-lineage-fetch-ms')} ms, layout ${await page.getAttribute('body', 'data-lineage-layout-ms')} ms, build+layout+draw ${await page.getAttribute('body', 'data-lineage-draw-ms')} ms (${await page.getAttribute('body', 'data-lineage-phases')})\n`);
       }
       await context.close();
     }

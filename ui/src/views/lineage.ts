@@ -215,6 +215,7 @@ export async function lineageView(root: HTMLElement, params: URLSearchParams): P
   function draw(): void {
     const t0 = performance.now();
     const { dnodes, dedges } = build();
+    const tb = performance.now();
     drawn = dnodes;
     // Large graphs: an execution and the one version it made are laid out as one unit (drawn side
     // by side, still styled apart), ranks by longest path and no crossing-reduction sweeps — which
@@ -289,6 +290,7 @@ export async function lineageView(root: HTMLElement, params: URLSearchParams): P
           '</g>',
       );
     }
+    const tm = performance.now();
     nodeLayer.innerHTML = markup.join('');
     // One path element per edge, but built as markup in one go (thousands of edges).
     edgeLayer.innerHTML = paths.map((d) => `<path class="edge" d="${d}" marker-end="url(#arrow)"></path>`).join('');
@@ -299,8 +301,11 @@ export async function lineageView(root: HTMLElement, params: URLSearchParams): P
     const total = nodes.size;
     summary.textContent = `${total} nodes, ${edges.length} edges${dnodes.size === total ? '' : ` — showing ${dnodes.size} (${state.group ? 'grouped by step' : 'collapsed'})`}${cut > 0 ? ` — ${cut} nodes you may not see were cut` : ''}${truncated ? ' — truncated by the server’s limit' : ''}.`;
     svg.setAttribute('data-nodes', String(dnodes.size));
+    const tr = performance.now();
     fit();
+    const tf2 = performance.now();
     applyMatches();
+    document.body.dataset.lineagePhases = `build ${Math.round(tb - t0)} markup ${Math.round(tm - tb)} dom ${Math.round(tr - tm)} fit ${Math.round(tf2 - tr)}`;
     document.body.dataset.lineageRenderedMs = String(Math.round(performance.now()));
     document.body.dataset.lineageDrawMs = String(Math.round(performance.now() - t0));
   }
