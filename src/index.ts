@@ -122,8 +122,9 @@ export { getAsOf, type AsOfOptions, type AsOfResult, type RecomputeBudget } from
 export { lineage, renderLineageTree, type LineageGraph, type LineageNode, type LineageEdge, type LineageOptions } from './objects/lineage.js';
 export { setPolicy, listPolicies, parsePolicy, formatPolicy, gc, materialize, decideKeeps, type MaterializationPolicy, type GcResult, type KeepDecision } from './objects/materialize.js';
 export { validateObjectId, parseTime, MAX_OBJECT_ID_LENGTH, type TimeInput } from './objects/refs.js';
-export { createServer, type ServerOptions, type ProvenantServer } from './http/server.js';
-export { type Problem } from './http/problem.js';
+export { exportCypher, cypherString, type CypherDialect, type CypherExportOptions } from './export/cypher.js';
+export { createServer } from './http/lazy.js';
+export type { ServerOptions, ProvenantServer } from './http/server.js';
+export type { Problem } from './http/problem.js';
 export { createToken, authenticate, revokeToken, TOKEN_PREFIX, type CreateTokenOptions, type CreatedToken, type Authentication, type TokenRefusal } from './auth/tokens.js';
 export { Grants, parseGrant, patternCovers, RIGHTS, type Grant, type Right } from './auth/grants.js';
-export { exportCypher, cypherString, type CypherDialect, type CypherExportOptions } from './export/cypher.js';

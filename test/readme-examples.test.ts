@@ -42,6 +42,7 @@ afterAll(() => {
   rmSync(join(REPO_ROOT, '.provenant-readme-stream'), { recursive: true, force: true });
   rmSync(join(REPO_ROOT, '.provenant-readme-tools'), { recursive: true, force: true });
   rmSync(join(REPO_ROOT, '.provenant-readme-objects'), { recursive: true, force: true });
+  rmSync(join(REPO_ROOT, '.provenant-readme-http'), { recursive: true, force: true });
 });
 
 describe('README', () => {
@@ -122,8 +123,15 @@ describe('README', () => {
 
   it('the objects example runs: derive, lineage, gc, as-of recomputed and read', async () => {
     rmSync(join(REPO_ROOT, '.provenant-readme-objects'), { recursive: true, force: true });
+  rmSync(join(REPO_ROOT, '.provenant-readme-http'), { recursive: true, force: true });
     const stdout = await runExample('library-objects');
     const printed = /prints `([^`]+)` and `([^`]+)`/.exec(readme.slice(readme.indexOf('readme-test: library-objects')));
+    expect(stdout.trim().split('\n')).toEqual([printed?.[1], printed?.[2]]);
+  }, 120_000);
+
+  it('HTTP example: a granted read, a hidden and a missing object answered alike, no token refused', async () => {
+    const stdout = await runExample('library-http');
+    const printed = /prints `([^`]+)` and `([^`]+)`/.exec(readme.slice(readme.indexOf('readme-test: library-http')));
     expect(stdout.trim().split('\n')).toEqual([printed?.[1], printed?.[2]]);
   }, 120_000);
 });

@@ -23,6 +23,8 @@ import { appendRecords, LogSource } from '../stream/log.js';
 import type { LoadedStep, StepContext } from '../step/runtime.js';
 import type { JsonValue } from '../hash/canonical.js';
 import { benchReplayTools } from './replay-tools.js';
+import { benchObjects } from './objects.js';
+import { benchHttp } from './http.js';
 import { benchUi } from './ui.js';
 
 /** One benchmark figure. */
@@ -318,6 +320,9 @@ async function main(): Promise<void> {
   );
   process.stderr.write('Measuring what-if and bisect…\n');
   results.push(...(await benchReplayTools(records)));
+  results.push(...(await benchObjects()));
+  process.stderr.write('Measuring the HTTP API…\n');
+  results.push(...(await benchHttp()));
   process.stderr.write('Measuring the web UI (lineage graph in headless Chromium)…\n');
   results.push(...(await benchUi()));
   mkdirSync(dirname(outFile), { recursive: true });

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { createToken } from '../auth/tokens.js';
 import { startRun } from '../capture/run.js';
-import { createServer } from '../http/server.js';
+import { createServer } from '../http/lazy.js';
 import { deriveObject, putObject } from '../objects/versions.js';
 import { openStore } from '../store/open.js';
 import type { BenchResult } from './run.js';

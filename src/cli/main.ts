@@ -32,8 +32,8 @@ import { count, durationUs, foldedJson, isoUs, paint, shortHash, table } from '.
 import { Progress } from './progress.js';
 import { runDemo, type DemoOptions } from './demo.js';
 import { addReplayToolCommands } from './replay-tools.js';
-import { addServerCommands } from './server-commands.js';
 import { addObjectCommands } from './objects.js';
+import { addServerCommands } from './server-commands.js';
 
 
 
@@ -640,8 +640,8 @@ export function buildProgram(): Command {
     });
 
   addReplayToolCommands(program);
-  addServerCommands(program);
   addObjectCommands(program);
+  addServerCommands(program);
 
   return program;
 }

@@ -2,7 +2,6 @@
 import type { Command } from 'commander';
 import { ProvenantError } from '../errors.js';
 import { createToken, parseTokenDuration, revokeToken } from '../auth/tokens.js';
-import { createServer } from '../http/server.js';
 import { openStore } from '../store/open.js';
 import type { TokenInfo } from '../store/records.js';
 import { print, printList, storeOption, withStore, type StoreOpts } from './common.js';
@@ -79,6 +78,8 @@ export function addServerCommands(program: Command): void {
           json?: boolean;
         },
       ) => {
+        // Loaded here, not at the top: Fastify and its plugins would slow every other command's start.
+        const { createServer } = await import('../http/server.js');
         const store = await openStore(opts.store, { create: false });
         const server = await createServer(store, {
           ...(opts.bodyLimit === undefined ? {} : { bodyLimit: opts.bodyLimit }),

@@ -121,7 +121,7 @@ export class JobRunner {
   async close(): Promise<void> {
     this.#closed = true;
     this.#queue.length = 0;
-    await Promise.all([...this.#jobs.values()].map((j) => j.worker?.terminate()));
+    await Promise.all([...this.#jobs.values()].flatMap((j) => (j.worker === undefined ? [] : [j.worker.terminate()])));
   }
 
   #pump(): void {

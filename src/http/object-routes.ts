@@ -33,7 +33,7 @@ export function objectNotFound(objectId: string): HttpProblem {
 
 /** Add the object routes. */
 export function registerObjectRoutes(app: FastifyInstance, parts: ServerParts): void {
-  const { store, metrics, recompute } = parts;
+  const { store, metrics, recompute, keptReads } = parts;
 
   app.get<{ Params: { '*': string }; Querystring: { as_of?: string; transform?: string; params?: string } }>(
     '/data/*',
@@ -87,6 +87,23 @@ export function registerObjectRoutes(app: FastifyInstance, parts: ServerParts): 
           hint: 'Retry in a moment.',
           headers: { 'retry-after': '2' },
         });
+      }
+      if (request.query.transform === undefined && asOfMs <= Date.now()) {
+        const kept = await keptReads.read(objectId, asOfMs);
+        if (kept !== undefined) {
+          request.provenant.detail = { objectId, asOf: new Date(asOfMs).toISOString(), versionId: kept.versionId, obtained: 'read', executionsRun: 0 };
+          const etag = `"${kept.contentHash}"`;
+          reply
+            .header('etag', etag)
+            .header('provenant-obtained', 'read')
+            .header('provenant-executions-run', '0')
+            .header('provenant-cache-hits', '0')
+            .header('provenant-version-id', kept.versionId)
+            .header('provenant-valid-from', kept.validFrom)
+            .header('cache-control', asOfText === undefined ? 'private, no-cache' : 'private, max-age=31536000, immutable');
+          if (request.headers['if-none-match'] === etag) return reply.code(304).send();
+          return reply.type(kept.contentType).send(Buffer.from(kept.bytes.buffer, kept.bytes.byteOffset, kept.bytes.byteLength));
+        }
       }
       const abort = new AbortController();
       const onClose = (): void => abort.abort();

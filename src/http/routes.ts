@@ -3,7 +3,7 @@
  * `/openapi.json`. Every route that reads checks the caller's grants and answers a thing the
  * caller may not see exactly as a missing one (same status, same body).
  */
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import type { JsonValue } from '../hash/canonical.js';
 import type { CheckpointRecord, ExecutionRecord } from '../store/records.js';
 import { HttpProblem } from './problem.js';

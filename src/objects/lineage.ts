@@ -6,7 +6,7 @@
 import { ProvenantError } from '../errors.js';
 import { isContentHash, type ContentHash } from '../hash/canonical.js';
 import { isUuid } from '../ids.js';
-import type { ExecutionRecord, LineageVersion, ObjectVersionRecord } from '../store/records.js';
+import type { ExecutionRecord, LineageMaker, LineageVersion, ObjectVersionRecord } from '../store/records.js';
 import type { Store } from '../store/store.js';
 import { asOfMicros, isoFromMicros, parseTime, type TimeInput } from './refs.js';
 import { resolveVersion } from './versions.js';
@@ -79,15 +79,25 @@ function versionNode(v: ObjectVersionRecord, depth: number): LineageNode {
   };
 }
 
-function executionNode(e: ExecutionRecord, depth: number): LineageNode {
+/** The brief of an execution, for a backend whose walk does not return it. */
+async function makerOf(store: Store, executionId: string): Promise<LineageMaker | undefined> {
+  const e = await store.getExecution(executionId);
+  return e === undefined ? undefined : briefOf(e);
+}
+
+function briefOf(e: ExecutionRecord): LineageMaker {
+  return { executionId: e.id, stepId: e.functionId, versionHash: e.functionVersionHash, startedUs: e.startedUs, status: e.status };
+}
+
+function executionNode(e: LineageMaker, depth: number): LineageNode {
   return {
-    id: executionNodeId(e.id),
+    id: executionNodeId(e.executionId),
     kind: 'execution',
     depth,
-    label: `${e.functionId}@${e.functionVersionHash.slice(7, 19)}`,
-    stepId: e.functionId,
-    versionHash: e.functionVersionHash,
-    executionId: e.id,
+    label: `${e.stepId}@${e.versionHash.slice(7, 19)}`,
+    stepId: e.stepId,
+    versionHash: e.versionHash,
+    executionId: e.executionId,
     status: e.status,
     time: isoFromMicros(e.startedUs),
   };
@@ -133,7 +143,7 @@ export async function lineage(store: Store, ref: string, options: LineageOptions
     const inputs = v.inputVersionIds.map((id) => inSet.get(id)).filter((x): x is LineageVersion => x !== undefined);
     const show = direction === 'up' ? options.depth === undefined || r.depth < options.depth : r.depth > 0 && inputs.length > 0;
     if (!show) continue;
-    const e = await store.getExecution(v.executionId);
+    const e = r.maker ?? (await makerOf(store, v.executionId));
     if (e === undefined) continue;
     const node = executionNode(e, direction === 'up' ? r.depth + 1 : r.depth);
     if (!nodes.has(node.id)) nodes.set(node.id, node);
@@ -146,7 +156,20 @@ export async function lineage(store: Store, ref: string, options: LineageOptions
   else if (root.kind === 'value') {
     shift = 1;
     for (const v of start.versions) addEdge(root.id, versionNodeId(v), 'version-of');
-  } else if (direction === 'down' || start.versions.length === 0) {
+  } else if (start.versions.length === 0 && start.execution !== undefined) {
+    // An execution outside the object DAG (a stream pipeline's): its input and output values.
+    const e = start.execution;
+    nodes.set(root.id, root);
+    if (direction === 'up') {
+      for (const hash of e.inputHashes) {
+        nodes.set(`value:${hash}`, { id: `value:${hash}`, kind: 'value', depth: 1, label: hash.slice(0, 19), contentHash: hash });
+        addEdge(`value:${hash}`, root.id, 'used');
+      }
+    } else if (e.outputHash !== null) {
+      nodes.set(`value:${e.outputHash}`, { id: `value:${e.outputHash}`, kind: 'value', depth: 1, label: e.outputHash.slice(0, 19), contentHash: e.outputHash });
+      addEdge(root.id, `value:${e.outputHash}`, 'generated');
+    }
+  } else if (direction === 'down') {
     shift = 1;
     for (const v of start.versions) addEdge(root.id, versionNodeId(v), 'generated');
   } else {
@@ -170,7 +193,7 @@ export async function lineage(store: Store, ref: string, options: LineageOptions
 interface Start {
   readonly root: LineageNode;
   readonly versions: readonly ObjectVersionRecord[];
-  readonly executionId?: string;
+  readonly execution?: ExecutionRecord;
 }
 
 async function resolveStart(store: Store, ref: string, untilUs: number | undefined): Promise<Start> {
@@ -190,7 +213,7 @@ async function resolveStart(store: Store, ref: string, untilUs: number | undefin
       throw new ProvenantError('NOT_FOUND', `no execution or object version ${ref} in ${store.location}`, { context: { ref } });
     }
     const made = await store.findObjectVersions({ executionId: ref });
-    return { root: executionNode(e, 0), versions: made, executionId: e.id };
+    return { root: executionNode(briefOf(e), 0), versions: made, execution: e };
   }
   const version = await resolveVersion(store, ref, untilUs);
   return { root: versionNode(version, 0), versions: [version] };

@@ -345,6 +345,17 @@ export interface ObjectVersionBatch {
 export interface LineageVersion {
   readonly version: ObjectVersionRecord;
   readonly depth: number;
+  /** The execution that made it, in brief (backends fill it from the same query; absent for originals). */
+  readonly maker?: LineageMaker;
+}
+
+/** An execution as a lineage graph names it. */
+export interface LineageMaker {
+  readonly executionId: string;
+  readonly stepId: string;
+  readonly versionHash: ContentHash;
+  readonly startedUs: number;
+  readonly status: ExecutionStatus;
 }
 
 /** A lineage walk over the version DAG, done in the store (recursive queries). */

@@ -127,7 +127,13 @@ describe('embedded stream log', () => {
     await store.close();
     // Take the store back to schema 1: no stream_log or checkpoint tables, migrations 2 and up not applied.
     withRawDb(dir, (db) => {
-      db.exec('DROP TABLE stream_log; DROP TABLE checkpoint_ends; DROP TABLE checkpoints; DELETE FROM schema_migrations WHERE version >= 2');
+      // Every table the later migrations made (stream log, checkpoints, objects, access…) goes.
+      const schema1 = new Set(['blobs', 'step_versions', 'contexts', 'runs', 'run_ends', 'streams', 'executions', 'dead_letters', 'schema_migrations']);
+      const later = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'").all() as { name: string }[]).filter((t) => !schema1.has(t.name));
+      expect(later.map((t) => t.name)).toContain('stream_log');
+      db.pragma('foreign_keys = OFF');
+      for (const t of later) db.exec(`DROP TABLE ${t.name}`);
+      db.exec('DELETE FROM schema_migrations WHERE version >= 2');
     });
     store = await openStore(dir);
     await appendRecords(store, 'later', [{ n: 1 }]);

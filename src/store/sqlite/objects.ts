@@ -33,6 +33,17 @@ const VERSION_COLUMNS = `
 
 const VERSION_FROM = 'object_versions v JOIN objects o ON o.seq = v.object';
 
+/** The execution that made a version, in brief (lineage names it without another query). */
+const MAKER_COLUMNS = 'sv.step_id AS maker_step, sv.version_hash AS maker_version, e.started AS maker_started, e.status AS maker_status';
+const MAKER_JOIN = 'LEFT JOIN executions e ON e.id = v.execution LEFT JOIN step_versions sv ON sv.seq = e.step_version';
+
+interface MakerRow {
+  maker_step: string | null;
+  maker_version: Buffer | null;
+  maker_started: number | null;
+  maker_status: number | null;
+}
+
 interface VersionRow {
   seq: number;
   id: Buffer;
@@ -265,18 +276,25 @@ export class SqliteObjects {
            UNION
            SELECT nv.seq, w.depth + 1 ${join} WHERE w.depth < ? AND nv.valid_from <= ?
          ), found AS (SELECT seq, min(depth) AS depth FROM walk GROUP BY seq LIMIT ?)
-         SELECT ${VERSION_COLUMNS}, found.depth FROM found JOIN object_versions v ON v.seq = found.seq JOIN objects o ON o.seq = v.object`
+         SELECT ${VERSION_COLUMNS}, found.depth, ${MAKER_COLUMNS} FROM found JOIN object_versions v ON v.seq = found.seq JOIN objects o ON o.seq = v.object ${MAKER_JOIN}`
       : `WITH RECURSIVE walk(seq) AS (
            SELECT value FROM json_each(?)
            UNION
            SELECT nv.seq ${join} WHERE nv.valid_from <= ?
          ), found AS (SELECT seq FROM walk LIMIT ?)
-         SELECT ${VERSION_COLUMNS}, NULL AS depth FROM found JOIN object_versions v ON v.seq = found.seq JOIN objects o ON o.seq = v.object`;
+         SELECT ${VERSION_COLUMNS}, NULL AS depth, ${MAKER_COLUMNS} FROM found JOIN object_versions v ON v.seq = found.seq JOIN objects o ON o.seq = v.object ${MAKER_JOIN}`;
     const args = bounded ? [JSON.stringify(starts), query.depth, until, limit + 1] : [JSON.stringify(starts), until, limit + 1];
-    const rows = this.#db.prepare(sql).all(...args) as (VersionRow & { depth: number | null })[];
+    const rows = this.#db.prepare(sql).all(...args) as (VersionRow & MakerRow & { depth: number | null })[];
     const truncated = rows.length > limit;
     const kept = truncated ? rows.slice(0, limit) : rows;
-    const versions: LineageVersion[] = kept.map((r) => ({ version: toVersion(r), depth: r.depth ?? -1 }));
+    const versions: LineageVersion[] = kept.map((r) => {
+      const version = toVersion(r);
+      const maker =
+        r.maker_step === null || version.executionId === null
+          ? undefined
+          : { executionId: version.executionId, stepId: r.maker_step, versionHash: hashFromBytes(r.maker_version as Buffer), startedUs: r.maker_started as number, status: r.maker_status === 1 ? ('failed' as const) : ('ok' as const) };
+      return maker === undefined ? { version, depth: r.depth ?? -1 } : { version, depth: r.depth ?? -1, maker };
+    });
     if (!bounded) assignDepths(versions, new Set(query.from), up);
     return { versions, truncated };
   }
