@@ -199,6 +199,14 @@ describe.skipIf(!haveChromium)('web UI in headless Chromium', () => {
     await page.press('#lineage-search', 'Enter');
     await expect.poll(() => page.locator('svg.graph .node.match').count()).toBe(1);
     await expect.poll(() => page.textContent('.inspector h2')).toBe('orders/42');
+    // Group by step: the execution becomes its step's group; expanding the group brings it back.
+    await page.check('#group-by-step');
+    await expect.poll(() => page.locator('svg.graph .node.group').count()).toBe(1);
+    expect(await page.textContent('svg.graph .node.group text.title')).toBe('enrich ×1');
+    expect(await page.locator('svg.graph .node.execution').count()).toBe(0);
+    await page.click('svg.graph .node.group');
+    await page.click('.inspector button:has-text("Expand enrich")');
+    await expect.poll(() => page.locator('svg.graph .node.execution').count()).toBe(1);
     // Keyboard: focus a node and press Enter.
     await page.focus('svg.graph .node.version >> nth=0');
     await page.keyboard.press('Enter');
