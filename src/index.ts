@@ -107,6 +107,25 @@ export {
 export type { FetchRecord, FetchRequestRecord, FetchResponseRecord, FetchErrorRecord, FetchOutcome } from './step/fetch.js';
 export { reexecute, type ReexecutionResult, type DivergenceCause } from './replay/execution.js';
 export { appendRecords, readLog, LogSource, type AppendRecordsOptions, type ReadLogOptions } from './stream/log.js';
+export { verifyStore, type VerifyReport, type VerifyOptions, type Finding, type FindingKind } from './merkle/verify.js';
+export { proveInclusion, proveConsistency, verifyProofFile, latestHead, type ProofFile, type InclusionProofFile, type ConsistencyProofFile, type ProofCheck } from './merkle/proof.js';
+export { parsePublicKey, verifyHeadSignature, canonicalHead, keyId, type SignedTreeHead } from './merkle/head.js';
+export { leafHash, nodeHash, rootOf, EMPTY_ROOT, inclusionProof, consistencyProof, verifyInclusion, verifyConsistency } from './merkle/tree.js';
+export {
+  exportFormat,
+  exportFormats,
+  registerExportFormat,
+  selectExecutions,
+  provJson,
+  provJsonLd,
+  provTurtle,
+  openLineageEvents,
+  emitOpenLineage,
+  type ExportFormat,
+  type ExportScope,
+  type RunEvent,
+  type EmitOptions,
+} from './export/index.js';
 export {
   putObject,
   deriveObject,

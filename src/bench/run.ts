@@ -23,6 +23,7 @@ import { appendRecords, LogSource } from '../stream/log.js';
 import type { LoadedStep, StepContext } from '../step/runtime.js';
 import type { JsonValue } from '../hash/canonical.js';
 import { benchReplayTools } from './replay-tools.js';
+import { benchMerkle } from './merkle.js';
 import { benchObjects } from './objects.js';
 import { benchHttp } from './http.js';
 import { benchUi } from './ui.js';
@@ -318,6 +319,9 @@ async function main(): Promise<void> {
       extra: 'replay.verify_records_per_s / stream.capture_records_per_s (target >= 0.8)',
     },
   );
+  process.stderr.write('Measuring the Merkle log: appends, capture with and without it, verify…\n');
+  const flightsPipeline = await loadPipelineFile(join(repo, 'examples', 'flights', 'pipeline.ts'));
+  results.push(...(await benchMerkle(records, flightsPipeline.definition, flightsPipeline.baseDir)));
   process.stderr.write('Measuring what-if and bisect…\n');
   results.push(...(await benchReplayTools(records)));
   results.push(...(await benchObjects()));

@@ -12,6 +12,7 @@
 import type { ExecutionRecord, ObjectVersionRecord } from '../store/records.js';
 import type { Store } from '../store/store.js';
 import { validateObjectId } from '../objects/refs.js';
+import { registerExportFormat } from './registry.js';
 
 /** Which database the statements are for. */
 export type CypherDialect = 'neo4j' | 'kuzu';
@@ -126,4 +127,24 @@ function* executionStatements(e: ExecutionRecord, value: (hash: string) => strin
     yield* value(e.outputHash);
     yield `MATCH (e:Execution {id: ${id}}), (v:Value {hash: ${cypherString(e.outputHash)}}) CREATE (e)-[:GENERATED]->(v);`;
   }
+}
+
+for (const dialect of ['neo4j', 'kuzu'] as const) {
+  registerExportFormat({
+    name: dialect === 'neo4j' ? 'cypher' : 'cypher-kuzu',
+    description:
+      dialect === 'neo4j'
+        ? 'Cypher statements of the object DAG for Neo4j (uniqueness constraints, then MERGE/CREATE)'
+        : 'Cypher statements of the object DAG for Kùzu (node and relationship tables, then MERGE/CREATE)',
+    extension: 'cypher',
+    async export(store, scope, write) {
+      for await (const line of exportCypher(store, {
+        dialect,
+        ...(scope.objectId === undefined ? {} : { objectId: scope.objectId }),
+        ...(scope.asOfUs === undefined ? {} : { untilUs: scope.asOfUs }),
+      })) {
+        await write(`${line}\n`);
+      }
+    },
+  });
 }

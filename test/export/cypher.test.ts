@@ -7,6 +7,7 @@ import kuzu from 'kuzu';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRun } from '../../src/capture/run.js';
 import { exportCypher } from '../../src/export/cypher.js';
+import { exportFormat, selectExecutions } from '../../src/export/index.js';
 import { lineage } from '../../src/objects/lineage.js';
 import { deriveObject, putObject } from '../../src/objects/versions.js';
 import { openStore } from '../../src/store/open.js';
@@ -86,5 +87,19 @@ describe('Cypher export', () => {
     const objects = lines.filter((l) => l.startsWith('MERGE (:Object'));
     expect(objects).toHaveLength(3);
     expect(lines.filter((l) => l.startsWith('MERGE (e:Execution'))).toHaveLength(1);
+  });
+
+  it('is a format of `provenant export`, and --object scopes the other formats to the object\'s lineage', async () => {
+    let text = '';
+    await exportFormat('cypher-kuzu').export(store, { objectId: 'reports/1' }, (t) => {
+      text += t;
+    });
+    expect(text.split('\n').filter((l) => l.startsWith('MERGE (:Object'))).toHaveLength(3);
+    const inScope: string[] = [];
+    for await (const e of selectExecutions(store, { objectId: 'reports/1' })) inScope.push(e.functionId);
+    expect(inScope).toEqual(['join']);
+    const orders: string[] = [];
+    for await (const e of selectExecutions(store, { objectId: 'orders/1' })) orders.push(e.functionId);
+    expect(orders.sort()).toEqual(['bump', 'bump', 'join']);
   });
 });

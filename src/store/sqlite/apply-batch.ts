@@ -8,6 +8,7 @@ import { ProvenantError } from '../../errors.js';
 import { hashToBytes } from '../../hash/canonical.js';
 import type { CheckpointTransition } from '../records.js';
 import { CheckpointWriter } from './checkpoints.js';
+import { MerkleLogWriter } from './merkle-log.js';
 import { type PackedBatch, unpackBatch } from './packed-batch.js';
 
 /** Pragmas every connection to a store uses (see sqlite-store.ts for the model). */
@@ -29,11 +30,14 @@ export class BatchApplier {
   readonly #streamSeq = new Map<string, number>();
   readonly #stmt;
   readonly #checkpoints: CheckpointWriter;
+  readonly #log: MerkleLogWriter;
 
-  constructor(db: Database.Database, location: string) {
+  /** `location`: the store folder (where the signing key is); `tamperEvidence`: append to the Merkle log (default true). */
+  constructor(db: Database.Database, location: string, tamperEvidence = true) {
     this.#db = db;
     this.#location = location;
-    this.#checkpoints = new CheckpointWriter(db, location);
+    this.#log = new MerkleLogWriter(db, location, tamperEvidence);
+    this.#checkpoints = new CheckpointWriter(db, location, this.#log);
     this.#stmt = {
       insertBlob: db.prepare('INSERT OR IGNORE INTO blobs (hash, size, location, bytes) VALUES (?, ?, ?, ?)'),
       insertExecution: db.prepare(`
@@ -71,6 +75,20 @@ export class BatchApplier {
     const contexts = d.contexts.map(([h, json]) => this.internContext(h, json));
     const streams = d.streams.map((id) => this.internStream(id));
     for (const v of values) s.insertBlob.run(v.digest, v.size, v.location, v.bytes);
+    // Leaves first (a clean range is checked against the executions already stored), per run.
+    if (executions.length > 0) {
+      const first = executions[0] as (typeof executions)[number];
+      if (executions.every((e) => e.run === first.run)) this.#log.appendExecutions(runs[first.run] as number, executions);
+      else {
+        const byRun = new Map<number, typeof executions>();
+        for (const e of executions) {
+          const list = byRun.get(e.run) ?? [];
+          list.push(e);
+          byRun.set(e.run, list);
+        }
+        for (const [run, list] of byRun) this.#log.appendExecutions(runs[run] as number, list);
+      }
+    }
     for (const e of executions) {
       s.insertExecution.run(
         e.id,
@@ -101,6 +119,11 @@ export class BatchApplier {
     }
   }
 
+  /** The Merkle log this applier appends to (for other records committed in its transactions). */
+  get log(): MerkleLogWriter {
+    return this.#log;
+  }
+
   /** End and/or open a checkpoint in its own transaction, after storing the values it refers to. */
   applyCheckpoint(transition: CheckpointTransition, values: readonly { hash: Buffer; size: number; location: number; bytes: Uint8Array | null }[]): void {
     this.#transaction(() => {
@@ -115,6 +138,7 @@ export class BatchApplier {
     } catch (err) {
       this.#contextSeq.clear();
       this.#streamSeq.clear();
+      this.#log.reset();
       throw err;
     }
   }

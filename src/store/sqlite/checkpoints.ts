@@ -9,6 +9,7 @@ import { canonicalize, hashFromBytes, hashToBytes, type ContentHash, type JsonVa
 import { checkpointRecordHash } from '../../hash/record-hash.js';
 import { uuidFromBytes, uuidToBytes, isUuid } from '../../ids.js';
 import type { CheckpointBegin, CheckpointEnd, CheckpointRecord, CheckpointTransition } from '../records.js';
+import { LEAF_CHECKPOINT, type MerkleLogWriter } from './merkle-log.js';
 
 /** Columns selected for a {@link CheckpointRecord}. */
 export const CHECKPOINT_SELECT = `
@@ -83,9 +84,12 @@ export function toCheckpoint(row: CheckpointRow): CheckpointRecord {
 export class CheckpointWriter {
   readonly #location: string;
   readonly #stmt;
+  readonly #log: MerkleLogWriter;
 
-  constructor(db: Database.Database, location: string) {
+  /** `log`: where the ended checkpoints' leaves (and the COMPLETE ones' tree heads) are appended. */
+  constructor(db: Database.Database, location: string, log: MerkleLogWriter) {
     this.#location = location;
+    this.#log = log;
     this.#stmt = {
       insertBegin: db.prepare(
         'INSERT INTO checkpoints (id, run, stream, previous, start_offset, started, pipeline) VALUES (?, ?, ?, ?, ?, ?, ?)',
@@ -168,6 +172,8 @@ export class CheckpointWriter {
       e.reason,
       hashToBytes(recordHash),
     );
+    this.#log.append({ kind: LEAF_CHECKPOINT, scope: row.seq, entries: [hashToBytes(recordHash)] });
+    if (e.status === 'COMPLETE') this.#log.recordHead(row.seq);
   }
 
   #requireBlob(hash: ContentHash, checkpointId: string, what: string): void {

@@ -7,11 +7,15 @@
  * step versions, runs and contexts are interned as integers.
  */
 
+import { backfillMerkleLog } from './merkle-log.js';
+
 /** One schema migration. */
 export interface Migration {
   readonly version: number;
   readonly name: string;
   readonly sql: string;
+  /** Work done in JavaScript after the SQL, in the same transaction (e.g. filling a new table from old rows). */
+  readonly after?: (db: import('better-sqlite3').Database) => void;
 }
 
 const appendOnly = (table: string): string => `
@@ -224,6 +228,47 @@ ${['objects', 'object_versions', 'version_inputs', 'materialization_settings', '
   },
   {
     version: 5,
+    name: 'tamper evidence: Merkle log, signing keys, signed tree heads',
+    sql: `
+-- The Merkle log (RFC 9162 style; src/merkle/) has one leaf per execution and per ended checkpoint,
+-- in commit order: leaf entry = the record's 32-byte canonical record hash (already stored with the
+-- record), so no hash is stored twice. A segment row names a run of consecutive leaves by where
+-- their records are, plus the tree's compact range (frontier) after it, to append without reading.
+CREATE TABLE merkle_segments (
+  seq       INTEGER PRIMARY KEY,        -- log order
+  kind      INTEGER NOT NULL,           -- 0: executions of one run, 1: an ended checkpoint
+  scope     INTEGER NOT NULL,           -- kind 0: runs.seq; kind 1: checkpoints.seq
+  first     BLOB,                       -- kind 0: the first and last execution id of the range,
+  last      BLOB,                       --   leaves in id order (a clean range: no other execution of the run in it)
+  ids       BLOB,                       -- kind 0 when not a clean range: the ids (16 bytes each), in leaf order
+  leaves    INTEGER NOT NULL,           -- leaves in this segment
+  tree_size INTEGER NOT NULL,           -- tree size after it
+  frontier  BLOB NOT NULL               -- the tree's perfect-subtree roots after it, largest first
+);
+
+CREATE TABLE signing_keys (
+  seq        INTEGER PRIMARY KEY,
+  key_id     BLOB NOT NULL UNIQUE,      -- SHA-256 of the public key (SubjectPublicKeyInfo DER)
+  public_key TEXT NOT NULL,             -- PEM
+  created    INTEGER NOT NULL           -- epoch microseconds
+);
+
+-- A signed tree head per COMPLETE checkpoint, committed with the checkpoint's end.
+CREATE TABLE tree_heads (
+  seq        INTEGER PRIMARY KEY,
+  checkpoint INTEGER NOT NULL REFERENCES checkpoints(seq),
+  tree_size  INTEGER NOT NULL,
+  root       BLOB NOT NULL,
+  timestamp  INTEGER NOT NULL,          -- epoch microseconds
+  key        INTEGER REFERENCES signing_keys(seq),
+  signature  BLOB                       -- Ed25519 over the canonical head (src/merkle/head.ts)
+);
+${['merkle_segments', 'signing_keys', 'tree_heads'].map(appendOnly).join('\n')}
+`,
+    after: (db) => backfillMerkleLog(db),
+  },
+  {
+    version: 6,
     name: 'access: bearer tokens (hashes only), revocations, the access log',
     sql: `
 CREATE TABLE tokens (

@@ -75,6 +75,7 @@ import type {
 } from '../records.js';
 import { CHECKPOINT_INLINE_MAX, type BlobLocation, type ExecutionBatchBuilder, type Store, type StoreCapabilities, type StoreStats } from '../store.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
+import { createSigningKey } from '../../merkle/head.js';
 import { SqliteObjects } from './objects.js';
 
 /** Options of {@link SqliteStore.open}. */
@@ -85,6 +86,12 @@ export interface SqliteStoreOptions {
   readonly inlineBlobMaxBytes?: number;
   /** Commit execution batches on a writer thread. Default: true. */
   readonly writerThread?: boolean;
+  /**
+   * Append records to the Merkle log and sign tree heads. Default: true. Off only to measure
+   * what the log costs (the benchmark): records written without it are not in the log, and
+   * `verify` reports them.
+   */
+  readonly tamperEvidence?: boolean;
 }
 
 /** File name of the SQLite database inside a store folder. */
@@ -155,16 +162,16 @@ export class SqliteStore implements Store {
   readonly #stmt: ReturnType<typeof prepareStatements>;
   readonly #objects: SqliteObjects;
 
-  private constructor(dir: string, db: Database.Database, inlineMax: number, writerThread: boolean) {
+  private constructor(dir: string, db: Database.Database, inlineMax: number, writerThread: boolean, tamperEvidence: boolean) {
     this.location = dir;
     this.#db = db;
     this.#inlineMax = inlineMax;
     this.#files = new FileBlobs(join(dir, 'blobs'), join(dir, 'tmp'));
     this.#stmt = prepareStatements(db);
-    this.#applier = new BatchApplier(db, dir);
+    this.#applier = new BatchApplier(db, dir, tamperEvidence);
     this.#objects = new SqliteObjects(db, dir);
     const script = writerThread ? writerScript() : undefined;
-    this.#writer = script === undefined ? undefined : new WriterThread(script, join(dir, DATABASE_FILE), dir);
+    this.#writer = script === undefined ? undefined : new WriterThread(script, join(dir, DATABASE_FILE), dir, tamperEvidence);
   }
 
   /**
@@ -190,11 +197,13 @@ export class SqliteStore implements Store {
       checkSchemaVersion(db, root);
       configureConnection(db);
       migrate(db, root);
+      // Every COMPLETE checkpoint carries a signed tree head: a store gets its key when first opened.
+      createSigningKey(root);
     } catch (err) {
       db.close();
       throw err;
     }
-    return new SqliteStore(root, db, options.inlineBlobMaxBytes ?? DEFAULT_INLINE_MAX, options.writerThread ?? true);
+    return new SqliteStore(root, db, options.inlineBlobMaxBytes ?? DEFAULT_INLINE_MAX, options.writerThread ?? true, options.tamperEvidence ?? true);
   }
 
   /** Path of the SQLite database file. */
@@ -517,6 +526,7 @@ export class SqliteStore implements Store {
     // On the main connection (the writer thread serves capture batches): busy_timeout covers overlap.
     this.#applier.apply(packed, () => {
       records = this.#objects.insertVersions(batch.versions);
+      this.#applier.log.appendObjectVersions(records.map((r) => uuidToBytes(r.versionId)));
     });
     return records;
   }
@@ -803,6 +813,7 @@ function migrate(db: Database.Database, root: string): void {
     if (m.version <= current) continue;
     db.transaction(() => {
       db.exec(m.sql);
+      m.after?.(db);
       db.prepare('INSERT INTO schema_migrations (version, name, applied) VALUES (?, ?, ?)').run(m.version, m.name, Date.now());
     }).immediate();
   }
@@ -895,8 +906,8 @@ class WriterThread {
   #next = 1;
   #broken: ProvenantError | undefined;
 
-  constructor(script: URL, databasePath: string, location: string) {
-    this.#worker = new Worker(script, { workerData: { databasePath, location } });
+  constructor(script: URL, databasePath: string, location: string, tamperEvidence: boolean) {
+    this.#worker = new Worker(script, { workerData: { databasePath, location, tamperEvidence } });
     this.#worker.unref();
     this.#worker.on('message', (msg: { id: number; error?: { code?: string; message: string; hint?: string; context?: Record<string, unknown> } }) => {
       const p = this.#pending.get(msg.id);

@@ -14,6 +14,7 @@ import type { PackedBatch } from './packed-batch.js';
 interface WriterData {
   readonly databasePath: string;
   readonly location: string;
+  readonly tamperEvidence: boolean;
 }
 
 interface Request {
@@ -26,7 +27,7 @@ const port = parentPort as MessagePort;
 const data = workerData as WriterData;
 const db = new Database(data.databasePath);
 configureConnection(db);
-const applier = new BatchApplier(db, data.location);
+const applier = new BatchApplier(db, data.location, data.tamperEvidence);
 
 function describe(err: unknown): { code?: string; message: string; hint?: string; context?: Record<string, unknown> } {
   if (err instanceof ProvenantError) {
