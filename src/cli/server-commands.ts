@@ -57,6 +57,8 @@ export function addServerCommands(program: Command): void {
     .option('--rate-limit <n>', 'requests per principal per minute; 0 for no limit (default 6000)', intOption('--rate-limit', 0))
     .option('--recompute-timeout <ms>', 'time budget of one request\'s recomputation (default 10000)', intOption('--recompute-timeout', 1))
     .option('--recompute-max-executions <n>', 'executions one request may recompute (default 1000)', intOption('--recompute-max-executions', 1))
+    .option('--recompute-workers <n>', 'threads running recomputations and transforms (default 1)', intOption('--recompute-workers', 1))
+    .option('--recompute-memory <MiB>', 'heap limit of each of those threads (default 256)', intOption('--recompute-memory', 16))
     .option('--job-timeout <ms>', 'time budget of a replay or what-if job (default 600000)', intOption('--job-timeout', 1))
     .option('--job-memory <MiB>', 'heap budget of a replay or what-if job (default 512)', intOption('--job-memory', 16))
     .option('--jobs <n>', 'replay jobs running at once (default 1)', intOption('--jobs', 1))
@@ -72,6 +74,8 @@ export function addServerCommands(program: Command): void {
           rateLimit?: number;
           recomputeTimeout?: number;
           recomputeMaxExecutions?: number;
+          recomputeWorkers?: number;
+          recomputeMemory?: number;
           jobTimeout?: number;
           jobMemory?: number;
           jobs?: number;
@@ -89,6 +93,8 @@ export function addServerCommands(program: Command): void {
           recompute: {
             ...(opts.recomputeTimeout === undefined ? {} : { timeoutMs: opts.recomputeTimeout }),
             ...(opts.recomputeMaxExecutions === undefined ? {} : { maxExecutions: opts.recomputeMaxExecutions }),
+            ...(opts.recomputeWorkers === undefined ? {} : { workers: opts.recomputeWorkers }),
+            ...(opts.recomputeMemory === undefined ? {} : { workerMemoryMb: opts.recomputeMemory }),
           },
           jobs: {
             ...(opts.jobTimeout === undefined ? {} : { timeoutMs: opts.jobTimeout }),

@@ -13,7 +13,6 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { ProvenantError } from '../errors.js';
 import type { JsonValue } from '../hash/canonical.js';
 import { isUuid } from '../ids.js';
-import { getAsOf } from '../objects/asof.js';
 import { lineage, type LineageEdge, type LineageGraph, type LineageNode } from '../objects/lineage.js';
 import { parseTime, validateObjectId } from '../objects/refs.js';
 import { listObjectVersions } from '../objects/versions.js';
@@ -33,7 +32,7 @@ export function objectNotFound(objectId: string): HttpProblem {
 
 /** Add the object routes. */
 export function registerObjectRoutes(app: FastifyInstance, parts: ServerParts): void {
-  const { store, metrics, recompute, keptReads } = parts;
+  const { store, metrics, recompute, keptReads, recomputePool } = parts;
 
   app.get<{ Params: { '*': string }; Querystring: { as_of?: string; transform?: string; params?: string } }>(
     '/data/*',
@@ -105,27 +104,24 @@ export function registerObjectRoutes(app: FastifyInstance, parts: ServerParts): 
           return reply.type(kept.contentType).send(Buffer.from(kept.bytes.buffer, kept.bytes.byteOffset, kept.bytes.byteLength));
         }
       }
-      const abort = new AbortController();
-      const onClose = (): void => abort.abort();
-      request.raw.once('close', onClose);
-      const timer = setTimeout(() => abort.abort(), recompute.timeoutMs);
-      let result;
+      // What must run code runs in a worker thread, under the request's time and memory budget.
+      let result: Awaited<ReturnType<typeof recomputePool.run>>;
       try {
-        result = await getAsOf(store, objectId, asOfMs, {
-          budget: { timeoutMs: recompute.timeoutMs, maxExecutions: recompute.maxExecutions, maxBytes: recompute.maxBytes },
-          signal: abort.signal,
+        result = await recomputePool.run({
+          objectId,
+          asOfMs,
+          timeoutMs: recompute.timeoutMs,
+          maxExecutions: recompute.maxExecutions,
+          maxBytes: recompute.maxBytes,
           ...(request.query.transform === undefined ? {} : { transform: request.query.transform, params: params ?? {}, context: requestContext(request) }),
         });
       } catch (err) {
         if (err instanceof ProvenantError) {
-          if (err.code === 'NOT_FOUND' && err.context.reason !== 'before-first-version') throw objectNotFound(objectId);
+          if (err.code === 'NOT_FOUND' && err.context.reason !== 'before-first-version' && err.context.transform === undefined) throw objectNotFound(objectId);
           if (err.code === 'BUDGET_EXCEEDED') metrics.recomputations.inc({ outcome: 'budget-exceeded' });
           if (err.code === 'RECOMPUTE_DIVERGED') metrics.recomputations.inc({ outcome: 'diverged' });
         }
         throw err;
-      } finally {
-        clearTimeout(timer);
-        request.raw.off('close', onClose);
       }
       if (result.obtained === 'recomputed' || result.transformExecutionId !== undefined) metrics.recomputations.inc({ outcome: 'ok' });
       metrics.recomputedExecutions.inc(result.executionsRun);
@@ -133,7 +129,7 @@ export function registerObjectRoutes(app: FastifyInstance, parts: ServerParts): 
       request.provenant.detail = {
         objectId,
         asOf: new Date(asOfMs).toISOString(),
-        versionId: result.version.versionId,
+        versionId: result.versionId,
         obtained: result.obtained,
         executionsRun: result.executionsRun,
         ...(result.transformExecutionId === undefined ? {} : { transform: request.query.transform ?? null, transformExecutionId: result.transformExecutionId }),
@@ -144,8 +140,8 @@ export function registerObjectRoutes(app: FastifyInstance, parts: ServerParts): 
         .header('provenant-obtained', result.obtained)
         .header('provenant-executions-run', String(result.executionsRun))
         .header('provenant-cache-hits', String(result.cacheHits))
-        .header('provenant-version-id', result.version.versionId)
-        .header('provenant-valid-from', result.version.validFrom)
+        .header('provenant-version-id', result.versionId)
+        .header('provenant-valid-from', result.validFrom)
         .header('cache-control', asOfText === undefined ? 'private, no-cache' : 'private, max-age=31536000, immutable');
       if (result.transformExecutionId !== undefined) reply.header('provenant-transform-execution', result.transformExecutionId);
       if (request.headers['if-none-match'] === etag) return reply.code(304).send();

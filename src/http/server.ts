@@ -25,6 +25,7 @@ import type { Store } from '../store/store.js';
 import { PROVENANT_VERSION } from '../version.js';
 import { JobRunner, type JobLimits } from './jobs.js';
 import { KeptReads } from './kept-reads.js';
+import { RecomputePool } from './recompute-pool.js';
 import { ServerMetrics } from './metrics.js';
 import { HttpProblem, PROBLEM_TYPE, problemOf, type Problem } from './problem.js';
 import { registerRoutes } from './routes.js';
@@ -45,13 +46,24 @@ export interface ServerOptions {
   /** Requests per principal (per address without a valid token) per window; `false`: no limit. Default 6,000 per minute. */
   readonly rateLimit?: { readonly max: number; readonly windowMs: number } | false;
   /** Time and memory budget of a request's recomputation (as-of reads, on-read transforms). Default 10 s, at most 1,000 executions and 256 MiB of intermediate values; no recomputation starts while the server's heap is over `maxHeapMb` (default 1,024). */
-  readonly recompute?: { readonly timeoutMs?: number; readonly maxExecutions?: number; readonly maxBytes?: number; readonly maxHeapMb?: number };
+  readonly recompute?: {
+    readonly timeoutMs?: number;
+    readonly maxExecutions?: number;
+    readonly maxBytes?: number;
+    readonly maxHeapMb?: number;
+    /** Threads that run recomputations and transforms (default 1), each with this heap limit in MiB (default 256), and how many requests may wait for one (default 64). */
+    readonly workers?: number;
+    readonly workerMemoryMb?: number;
+    readonly queue?: number;
+  };
   /** Replay and what-if jobs. Default: one at a time, 16 queued, 10 minutes and 512 MiB each. */
   readonly jobs?: Partial<JobLimits>;
   /** Answer `/metrics` without a token. Default true. */
   readonly publicMetrics?: boolean;
   /** Trust `X-Forwarded-For` from these proxies (Fastify's `trustProxy`). Default: none. */
   readonly trustProxy?: boolean | string | string[];
+  /** Where worker threads open the store (default `store.location`; give it when that is redacted, e.g. a connection string). */
+  readonly storeLocation?: string;
   /** Milliseconds between access log writes. Default 100. */
   readonly accessLogFlushMs?: number;
 }
@@ -97,6 +109,8 @@ export interface ServerParts {
   readonly recompute: { readonly timeoutMs: number; readonly maxExecutions: number; readonly maxBytes: number; readonly maxHeapMb: number };
   readonly jobLimits: JobLimits;
   readonly keptReads: KeptReads;
+  /** Threads that run what as-of reads must compute (versions not kept, transforms). */
+  readonly recomputePool: RecomputePool;
 }
 
 const TRACEPARENT = /^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$/;
@@ -242,6 +256,12 @@ export async function createServer(store: Store, options: ServerOptions = {}): P
     recompute: { timeoutMs: 10_000, maxExecutions: 1000, maxBytes: 256 * 1024 * 1024, maxHeapMb: 1024, ...(options.recompute ?? {}) },
     jobLimits,
     keptReads: new KeptReads(store),
+    recomputePool: new RecomputePool(options.storeLocation ?? store.location, {
+      workers: options.recompute?.workers ?? 1,
+      queue: options.recompute?.queue ?? 64,
+      timeoutMs: options.recompute?.timeoutMs ?? 10_000,
+      memoryMb: options.recompute?.workerMemoryMb ?? 256,
+    }),
   };
   registerRoutes(app, parts, { publicMetrics: options.publicMetrics ?? true });
   registerUiRoutes(app, parts);
@@ -257,6 +277,7 @@ export async function createServer(store: Store, options: ServerOptions = {}): P
       await jobs.close();
       await app.close();
       await parts.keptReads.close();
+      await parts.recomputePool.close();
       await accessLog.close();
     },
   };

@@ -182,7 +182,7 @@ describe('W3C PROV', () => {
     expect(future.stderr).toMatch(/in the future/);
     const unknown = await cli(['export', '--format', 'cypherish', '--store', store]);
     expect(unknown.code).toBe(2);
-    expect(unknown.stderr).toMatch(/unknown export format "cypherish"[\s\S]*Formats: openlineage, prov-json, prov-jsonld, prov-o/);
+    expect(unknown.stderr).toMatch(/unknown export format "cypherish"[\s\S]*Formats: cypher, cypher-kuzu, openlineage, prov-json, prov-jsonld, prov-o/);
   });
 });
 

@@ -209,7 +209,7 @@ describe('executions, checkpoints and steps, with grants', () => {
 
   it('lists only the steps the caller holds a steps grant for', async () => {
     const all = (await (await get(`${url}/steps`, fx.tokens.alice)).json()) as { stepId: string; versions: { versionHash: string; executions: number }[] }[];
-    expect(all.map((s) => s.stepId).sort()).toEqual(['double', 'enrich', 'flag', 'parse', 'summary']);
+    expect(all.map((s) => s.stepId).sort()).toEqual(['double', 'enrich', 'flag', 'hog', 'parse', 'spin', 'summary']);
     const parse = all.find((s) => s.stepId === 'parse')!;
     expect(parse.versions.map((v) => v.versionHash)).toContain(fx.parseV2);
     expect(parse.versions.reduce((n, v) => n + v.executions, 0)).toBe(800);

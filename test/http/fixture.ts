@@ -37,6 +37,16 @@ export const MODULES = {
   'steps/double.ts': `export default function double(value: { balance: number }, params: { factor?: number }) {
     return { balance: value.balance * (params.factor ?? 2) };
   }`,
+  'steps/spin.ts': `export default function spin(value: unknown) {
+    for (;;) {
+      if (value === Symbol.iterator) break; // never: a step that does not return
+    }
+    return value;
+  }`,
+  'steps/hog.ts': `export default function hog() {
+    const kept: number[][] = [];
+    for (;;) kept.push(new Array(1_000_000).fill(kept.length)); // memory without end
+  }`,
   'steps/flag.ts': `export default function flag(r: { id: number; cents: number }, p: { above: number }) {
     return { ...r, large: r.cents > p.above };
   }`,
@@ -128,6 +138,8 @@ async function makeObjects(store: Store, project: string): Promise<Fixture['obje
   const summary = await deriveObject(run, summaryStep, { inputs: ['reports/42'], output: 'reports/42/summary' });
   await run.finish();
   await prepareStep(store, 'double', { module: join(project, 'steps/double.ts') });
+  await prepareStep(store, 'spin', { module: join(project, 'steps/spin.ts') });
+  await prepareStep(store, 'hog', { module: join(project, 'steps/hog.ts') });
   await setPolicy(store, 'none');
   await gc(store); // derived bytes dropped: reading them recomputes
   return { before, between, customer42: [c1, c2], report: report.version, summary: summary.version, summaryExecutionId: summary.executionId };

@@ -105,6 +105,37 @@ describe('GET /data/{objectId}', () => {
     }
   });
 
+  it('stops a transform that never returns at its time budget, and one that takes memory without end at its heap limit: 503, the server unharmed', async () => {
+    const tight = await startServer(fx.store, { recompute: { timeoutMs: 1500, workerMemoryMb: 64 }, rateLimit: false });
+    try {
+      const started = Date.now();
+      const spin = await get(`${tight.url}/data/customers/42?transform=spin`, fx.tokens.dave);
+      expect(spin.status).toBe(503);
+      expect(Date.now() - started).toBeLessThan(10_000);
+      const spinBody = await problem(spin);
+      expect(spinBody.code).toBe('BUDGET_EXCEEDED');
+      expect(spinBody.detail).toMatch(/time budget of 1500 ms/);
+      expect(spin.headers.get('retry-after')).not.toBeNull();
+      const roomy = await startServer(fx.store, { recompute: { timeoutMs: 30_000, workerMemoryMb: 64 }, rateLimit: false });
+      try {
+        const hog = await get(`${roomy.url}/data/customers/42?transform=hog`, fx.tokens.dave);
+        expect(hog.status).toBe(503);
+        expect((await problem(hog)).detail).toMatch(/memory budget of 64 MiB/);
+        expect((await get(`${roomy.url}/healthz`)).status).toBe(200);
+      } finally {
+        await roomy.server.close();
+      }
+      // The server goes on: its own routes, kept reads, and transforms on the replaced thread.
+      expect((await get(`${tight.url}/healthz`)).status).toBe(200);
+      expect(await (await get(`${tight.url}/data/customers/42`, fx.tokens.dave)).text()).toBe(canonicalize({ balance: 20 }));
+      const doubled = await get(`${tight.url}/data/customers/42?transform=double`, fx.tokens.dave);
+      expect(doubled.status).toBe(200);
+      expect(await doubled.json()).toEqual({ balance: 40 });
+    } finally {
+      await tight.server.close();
+    }
+  }, 60_000);
+
   it('applies an on-read transform, recorded with the request context', async () => {
     const res = await get(`${url}/data/customers/42?transform=double&params=${enc('{"factor":3}')}`, fx.tokens.dave, { traceparent: `00-${TRACE}-b7ad6b7169203331-01` });
     expect(res.status).toBe(200);
