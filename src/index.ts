@@ -36,8 +36,11 @@ export {
 } from './errors.js';
 export type { Store, StoreCapabilities, StoreStats, BlobLocation } from './store/store.js';
 export type * from './store/records.js';
-export { openStore, DEFAULT_STORE } from './store/open.js';
+export { openStore, migrateStore, DEFAULT_STORE, type OpenStoreOptions, type MigrationReport } from './store/open.js';
 export { SqliteStore, type SqliteStoreOptions } from './store/sqlite/sqlite-store.js';
+export { PostgresStore, type PostgresStoreOptions } from './store/postgres/postgres-store.js';
+export { copyStore, type CopyReport, type CopyCount, type CopyOptions } from './store/copy.js';
+export { runWorker, submitJob, listJobs, getJob, type WorkerOptions, type WorkerEvent, type WorkerSummary, type ReplayJobSpec, type JobInfo } from './worker/worker.js';
 export { startRun, Run, StepFailedError, CanonicalValue, environmentFingerprint, type StartRunOptions, type CallOutcome, type CallOrigin, type RunSummary } from './capture/run.js';
 export { withContext, currentContext } from './capture/context.js';
 export { executionRecordHash, canonicalRecord, RECORD_FORMAT } from './hash/record-hash.js';

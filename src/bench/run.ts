@@ -23,6 +23,7 @@ import { appendRecords, LogSource } from '../stream/log.js';
 import type { LoadedStep, StepContext } from '../step/runtime.js';
 import type { JsonValue } from '../hash/canonical.js';
 import { benchReplayTools } from './replay-tools.js';
+import { benchPostgres } from './pg.js';
 import { benchMerkle } from './merkle.js';
 import { benchObjects } from './objects.js';
 import { benchHttp } from './http.js';
@@ -324,6 +325,13 @@ async function main(): Promise<void> {
   results.push(...(await benchMerkle(records, flightsPipeline.definition, flightsPipeline.baseDir)));
   process.stderr.write('Measuring what-if and bisect…\n');
   results.push(...(await benchReplayTools(records)));
+  {
+    process.stderr.write('Measuring PostgreSQL capture and several workers…\n');
+    const loaded = await loadPipelineFile(join(repo, 'examples', 'flights', 'pipeline.ts'));
+    const twoSteps = { ...loaded, definition: { ...loaded.definition, steps: loaded.definition.steps.slice(0, 2) } };
+    const pgRecords = records.slice(0, Number(process.env.BENCH_PG_RECORDS ?? 40_000));
+    results.push(...(await benchPostgres(pgRecords, twoSteps, join(repo, 'examples', 'flights', 'pipeline.ts'), join(repo, 'dist', 'cli', 'main.js'))));
+  }
   results.push(...(await benchObjects()));
   process.stderr.write('Measuring the HTTP API…\n');
   results.push(...(await benchHttp()));

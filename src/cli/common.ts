@@ -8,9 +8,9 @@ export interface StoreOpts {
   store: string;
 }
 
-/** `--store <dir>`: default `./.provenant`, or PROVENANT_STORE. */
+/** `--store <dir|url>`: default `./.provenant`, or PROVENANT_STORE. */
 export const storeOption = (): Option =>
-  new Option('--store <dir>', 'store folder').default(process.env.PROVENANT_STORE ?? DEFAULT_STORE).env('PROVENANT_STORE');
+  new Option('--store <dir|url>', 'store: a folder (embedded SQLite) or postgres://user@host:5432/db[?schema=name]').default(process.env.PROVENANT_STORE ?? DEFAULT_STORE).env('PROVENANT_STORE');
 
 /** Open the store, run `fn`, close the store. */
 export async function withStore<T>(opts: StoreOpts, create: boolean, fn: (store: Store) => Promise<T>): Promise<T> {

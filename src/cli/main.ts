@@ -32,6 +32,7 @@ import { count, durationUs, foldedJson, isoUs, paint, shortHash, table } from '.
 import { Progress } from './progress.js';
 import { runDemo, type DemoOptions } from './demo.js';
 import { addReplayToolCommands } from './replay-tools.js';
+import { addScaleCommands } from './scale.js';
 import { addExportCommand, addTamperCommands } from './tamper.js';
 import { addObjectCommands } from './objects.js';
 import { addServerCommands } from './server-commands.js';
@@ -641,6 +642,7 @@ export function buildProgram(): Command {
     });
 
   addReplayToolCommands(program);
+  addScaleCommands(program);
   addTamperCommands(program);
   addExportCommand(program);
   addObjectCommands(program);

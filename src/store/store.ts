@@ -117,6 +117,8 @@ export interface Store {
   hasBlob(hash: ContentHash): Promise<boolean>;
   /** Where a blob is kept and its size, or undefined when absent. */
   statBlob(hash: ContentHash): Promise<{ size: number; location: BlobLocation } | undefined>;
+  /** Every blob's hash and size, in hash order, after `afterHash` (paging; at most `limit`, default 1000). */
+  listBlobs(options?: { afterHash?: ContentHash; limit?: number }): Promise<{ hash: ContentHash; size: number }[]>;
 
   // Steps.
   /** Record a step version (idempotent: an existing one is returned unchanged). */
@@ -151,10 +153,11 @@ export interface Store {
   // Embedded stream logs: append-only, offset-addressed.
   /**
    * Append values to a stream (created on first append), atomically and in order; they get the
-   * next offsets. Returns the first offset given and the next free one.
+   * next offsets. Returns the first offset given and the next free one. `appendedUs` (default: now)
+   * is the time recorded for them; copying a store passes the original one.
    * @throws ProvenantError INPUT_INVALID for a malformed stream id.
    */
-  appendToStream(streamId: string, values: readonly StreamValue[]): Promise<{ first: number; next: number }>;
+  appendToStream(streamId: string, values: readonly StreamValue[], options?: { appendedUs?: number }): Promise<{ first: number; next: number }>;
   /** Entries of a stream with `from <= offset < to`, in order (at most `limit`, default 1000). */
   readStream(streamId: string, range?: { from?: number; to?: number; limit?: number }): Promise<StreamEntry[]>;
   /** One stream's extent, or undefined when it has no log. */

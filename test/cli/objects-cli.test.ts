@@ -9,10 +9,11 @@ import { cli, cliJson } from '../helpers/cli.js';
 import { ensureDist } from '../helpers/dist.js';
 import { REPO_ROOT } from '../helpers/paths.js';
 import { makeTempDir } from '../helpers/temp.js';
+import { freshPgUrl } from '../helpers/pg.js';
+import { POSTGRES, describeWithService, postgresAvailable } from '../helpers/services.js';
 
-const store = join(makeTempDir(), 'store');
 const ex = (f: string): string => join(REPO_ROOT, 'examples', 'objects', f);
-const s = ['--store', store];
+const pgUp = await postgresAvailable();
 
 interface Version {
   versionId: string;
@@ -28,7 +29,13 @@ beforeAll(async () => {
   await ensureDist();
 }, 180_000);
 
-describe('provenant put / derive / versions / lineage / asof / policy / gc / materialize', () => {
+/** The same story on a store of each backend: a user cannot tell them apart. */
+function objectCommands(backend: string, store: () => string): void {
+describe(`provenant put / derive / versions / lineage / asof / policy / gc / materialize (${backend})`, () => {
+  const s = ['--store', ''];
+  beforeAll(() => {
+    s[1] = store();
+  });
   let customer: Version;
   let enriched: { version: Version; executionId: string };
 
@@ -108,6 +115,12 @@ describe('provenant put / derive / versions / lineage / asof / policy / gc / mat
     expect(badPolicy.code).toBe(2);
     expect(badPolicy.stderr).toMatch(/not one of all, none, every:<k>, cost/);
   });
+});
+}
+
+objectCommands('embedded', () => join(makeTempDir(), 'store'));
+describeWithService(POSTGRES, pgUp, 'object commands on PostgreSQL', () => {
+  objectCommands('PostgreSQL', () => freshPgUrl('objects'));
 });
 
 function writeTierOnly(): string {

@@ -85,3 +85,16 @@ export const NATS: Service = serviceFromUrl(
 export function natsAvailable(): Promise<boolean> {
   return serviceAvailable(NATS);
 }
+
+/** The PostgreSQL server tests use: `PROVENANT_TEST_POSTGRES`, default `postgres://postgres@127.0.0.1:5432/test`. */
+export const POSTGRES: Service = serviceFromUrl(
+  'PostgreSQL',
+  process.env.PROVENANT_TEST_POSTGRES ?? 'postgres://postgres@127.0.0.1:5432/test',
+  5432,
+  (host, port) => `pg_ctlcluster 15 main start (a server on ${host}:${port} with a database "test" the user may create schemas in)`,
+);
+
+/** Whether the tests' PostgreSQL server answers. */
+export function postgresAvailable(): Promise<boolean> {
+  return serviceAvailable(POSTGRES);
+}

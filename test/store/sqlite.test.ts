@@ -326,12 +326,15 @@ describe('SqliteStore', () => {
       }
     });
 
-    it('a PostgreSQL URL is refused (STORE_NOT_FOUND) without echoing its password', async () => {
-      const err = await rejection(openStore('postgres://bob:s3cret-pw@db.example.com:5432/prov'));
-      expect((err as ProvenantError).code).toBe('STORE_NOT_FOUND');
+    it('an unreachable PostgreSQL URL is refused (STORE_BUSY, retryable) within seconds, without echoing its password', async () => {
+      const t0 = Date.now();
+      const err = await rejection(openStore('postgres://bob:s3cret-pw@db.example.invalid:5432/prov'));
+      expect(Date.now() - t0).toBeLessThan(15_000);
+      expect((err as ProvenantError).code).toBe('STORE_BUSY');
+      expect((err as ProvenantError).retryable).toBe(true);
       expect((err as Error).message).not.toContain('s3cret-pw');
       expect(JSON.stringify((err as ProvenantError).context)).not.toContain('s3cret-pw');
-      expect((err as Error).message).toContain('bob:***@db.example.com');
+      expect((err as Error).message).toContain('bob:***@db.example.invalid');
     });
   });
 

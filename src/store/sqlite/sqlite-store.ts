@@ -280,6 +280,12 @@ export class SqliteStore implements Store {
     return { size: row.size, location: row.location === LOCATION_FILE ? 'file' : 'inline' };
   }
 
+  async listBlobs(options: { afterHash?: ContentHash; limit?: number } = {}): Promise<{ hash: ContentHash; size: number }[]> {
+    const after = options.afterHash === undefined ? Buffer.alloc(0) : hashToBytes(options.afterHash);
+    const rows = this.#stmt.listBlobs.all(after, options.limit ?? 1000) as { hash: Buffer; size: number }[];
+    return rows.map((r) => ({ hash: hashFromBytes(r.hash), size: r.size }));
+  }
+
   // ---- steps ----------------------------------------------------------------------------
 
   async registerStepVersion(version: StepVersion): Promise<StepVersion> {
@@ -432,13 +438,13 @@ export class SqliteStore implements Store {
 
   // ---- embedded stream logs -------------------------------------------------------------
 
-  async appendToStream(streamId: string, values: readonly StreamValue[]): Promise<{ first: number; next: number }> {
+  async appendToStream(streamId: string, values: readonly StreamValue[], options: { appendedUs?: number } = {}): Promise<{ first: number; next: number }> {
     checkStreamId(streamId);
     // Large values are durable files before the log rows that refer to them commit.
     for (const v of values) if (v.bytes.byteLength > this.#inlineMax) await this.#files.write(v.hash, v.bytes);
     const stmt = this.#stmt;
     const inlineMax = this.#inlineMax;
-    const appendedUs = nowUs();
+    const appendedUs = options.appendedUs ?? nowUs();
     return this.#db
       .transaction(() => {
         const seq = this.#applier.internStream(streamId);
@@ -742,6 +748,7 @@ function prepareStatements(db: Database.Database) {
     getBlob: db.prepare('SELECT location, bytes FROM blobs WHERE hash = ?'),
     getBlobStat: db.prepare('SELECT size, location FROM blobs WHERE hash = ?'),
     deleteBlob: db.prepare('DELETE FROM blobs WHERE hash = ?'),
+    listBlobs: db.prepare('SELECT hash, size FROM blobs WHERE hash > ? ORDER BY hash LIMIT ?'),
     insertStepVersion: db.prepare(
       'INSERT INTO step_versions (step_id, version_hash, manifest, first_seen, first_run) VALUES (?, ?, ?, ?, ?)',
     ),
@@ -785,6 +792,18 @@ function prepareStatements(db: Database.Database) {
       FROM executions e JOIN step_versions sv ON sv.seq = e.step_version
       WHERE e.run = (SELECT seq FROM runs WHERE id = ?) AND e.id BETWEEN ? AND ? ORDER BY e.id`),
   };
+}
+
+/** The schema version of the SQLite store in folder `dir` (0 when it has none), read without writing anything. */
+export function sqliteSchemaVersion(dir: string): number {
+  const file = join(resolve(dir), DATABASE_FILE);
+  if (!existsSync(file)) return 0;
+  const db = new Database(file, { readonly: true });
+  try {
+    return schemaVersion(db);
+  } finally {
+    db.close();
+  }
 }
 
 /** The store's schema version (0 for a new database), read without writing anything. */

@@ -1,0 +1,150 @@
+/**
+ * PostgreSQL figures for `npm run bench` (skipped, with a note, when PostgreSQL or NATS is not
+ * reachable):
+ * - `pg.vs_embedded_ratio`: capture of the same flights-3m records through the same two steps
+ *   (runPipeline, no checkpoints) into PostgreSQL and into the embedded store, alternating, medians.
+ * - `pg.capture_records_per_s_w1/_w2/_w4`: the records published to a JetStream stream and processed
+ *   by 1, 2 and 4 `provenant worker` processes (the example flights pipeline, segments of
+ *   `segmentSize` records, one checkpoint each) into a fresh PostgreSQL schema; wall time from the
+ *   first worker's start to the last one's exit.
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { runPipeline, type SourceRecord } from '../pipeline/execute.js';
+import type { LoadedPipeline } from '../pipeline/load.js';
+import { publishRecords } from '../sources/jetstream.js';
+import { PostgresStore } from '../store/postgres/postgres-store.js';
+import { SqliteStore } from '../store/sqlite/sqlite-store.js';
+import type { Store } from '../store/store.js';
+import type { BenchResult } from './run.js';
+
+const PG_URL = process.env.BENCH_PG ?? 'postgres://postgres@127.0.0.1:5432/test';
+const NATS_URL = process.env.BENCH_NATS ?? 'nats://127.0.0.1:4222';
+
+function schemaUrl(schema: string): string {
+  const u = new URL(PG_URL);
+  u.searchParams.set('schema', schema);
+  return u.toString();
+}
+
+async function dropSchemas(schemas: string[]): Promise<void> {
+  const c = new pg.Client({ connectionString: PG_URL });
+  await c.connect();
+  try {
+    for (const s of schemas) await c.query(`DROP SCHEMA IF EXISTS ${s} CASCADE`);
+  } finally {
+    await c.end();
+  }
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+};
+
+/** Run the PostgreSQL benchmarks; returns no figures (and says why) when a server is missing. */
+export async function benchPostgres(records: SourceRecord[], twoSteps: LoadedPipeline, fullPipelineFile: string, cli: string): Promise<BenchResult[]> {
+  const schemas: string[] = [];
+  try {
+    const probe = new pg.Client({ connectionString: PG_URL, connectionTimeoutMillis: 2000 });
+    await probe.connect();
+    await probe.end();
+  } catch (err) {
+    process.stderr.write(`PostgreSQL figures skipped: ${PG_URL} is not reachable (${(err as Error).message})\n`);
+    return [];
+  }
+  try {
+    // Capture into each backend, alternating, 3 rounds.
+    const rates: { pg: number[]; embedded: number[] } = { pg: [], embedded: [] };
+    for (let round = 0; round < 3; round++) {
+      for (const backend of ['pg', 'embedded'] as const) {
+        let store: Store;
+        let dir: string | undefined;
+        if (backend === 'pg') {
+          const schema = `bench_${randomBytes(5).toString('hex')}`;
+          schemas.push(schema);
+          store = await PostgresStore.open(schemaUrl(schema));
+        } else {
+          dir = mkdtempSync(join(tmpdir(), 'provenant-bench-pgcmp-'));
+          store = SqliteStore.open(dir);
+        }
+        const t0 = performance.now();
+        const r = await runPipeline(store, twoSteps.definition, records, { baseDir: twoSteps.baseDir, streamId: 'bench', checkpoint: false });
+        rates[backend].push(r.executions / ((performance.now() - t0) / 1000));
+        await store.close();
+        if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+      }
+    }
+    const pgRate = median(rates.pg);
+    const embeddedRate = median(rates.embedded);
+    const results: BenchResult[] = [
+      {
+        name: 'pg.capture_executions_per_s',
+        unit: 'executions/s',
+        value: Math.round(pgRate),
+        extra: `${records.length} flights-3m.parquet records x 2 steps into PostgreSQL (runPipeline, no checkpoints); median of ${rates.pg.map(Math.round).join(', ')}`,
+      },
+      {
+        name: 'pg.vs_embedded_ratio',
+        unit: 'x',
+        value: Math.round((pgRate / embeddedRate) * 100) / 100,
+        extra: `PostgreSQL capture rate / embedded capture rate, same records and steps, alternating runs (embedded median ${Math.round(embeddedRate)}: ${rates.embedded.map(Math.round).join(', ')}); target >= 0.5`,
+      },
+    ];
+
+    // Workers over a JetStream stream.
+    const stream = `PROVENANT_BENCH_${process.pid}_${Date.now().toString(36)}`;
+    try {
+      await publishRecords({ servers: NATS_URL, stream, create: true }, records.map((r) => r.value as never));
+    } catch (err) {
+      process.stderr.write(`Worker figures skipped: NATS at ${NATS_URL} is not usable (${(err as Error).message})\n`);
+      return results;
+    }
+    const segmentSize = Math.ceil(records.length / 8);
+    const perWorkers = new Map<number, number>();
+    for (const n of [1, 2, 4]) {
+      const schema = `bench_w${n}_${randomBytes(4).toString('hex')}`;
+      schemas.push(schema);
+      const url = schemaUrl(schema);
+      await (await PostgresStore.open(url)).close();
+      const t0 = performance.now();
+      await Promise.all(
+        Array.from({ length: n }, () =>
+          new Promise<void>((resolve, reject) => {
+            const child = spawn(process.execPath, [cli, 'worker', fullPipelineFile, '--store', url, '--stream', stream, '--nats', NATS_URL, '--segment-size', String(segmentSize), '--drain', '--quiet', '--json'], {
+              stdio: ['ignore', 'ignore', 'pipe'],
+            });
+            let err = '';
+            child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+            child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`worker exited ${code}: ${err}`))));
+          }),
+        ),
+      );
+      const seconds = (performance.now() - t0) / 1000;
+      const store = await PostgresStore.open(url);
+      const done = await store.withClient((c) => c.query<{ n: number }>(`SELECT coalesce(sum(end_offset - start_offset), 0)::bigint AS n FROM work_segments WHERE status = 'done'`));
+      await store.close();
+      const processed = done.rows[0]?.n ?? 0;
+      if (processed !== records.length) throw new Error(`bench: ${n} workers processed ${processed} of ${records.length} records`);
+      perWorkers.set(n, records.length / seconds);
+    }
+    const common = `${records.length} flights-3m.parquet records published to JetStream, example flights pipeline (3 steps), segments of ${segmentSize} records (one checkpoint each), into PostgreSQL; wall time incl. process start`;
+    for (const n of [1, 2, 4]) {
+      results.push({ name: `pg.capture_records_per_s_w${n}`, unit: 'records/s', value: Math.round(perWorkers.get(n) ?? 0), extra: `${common}; ${n} worker process(es)` });
+    }
+    results.push({
+      name: 'pg.speedup_w2',
+      unit: 'x',
+      value: Math.round(((perWorkers.get(2) ?? 0) / (perWorkers.get(1) ?? 1)) * 100) / 100,
+      extra: 'pg.capture_records_per_s_w2 / pg.capture_records_per_s_w1 (target >= 1.5 on this 2-core machine, PostgreSQL sharing the cores)',
+    });
+    return results;
+  } finally {
+    await dropSchemas(schemas).catch(() => undefined);
+  }
+}

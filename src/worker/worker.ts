@@ -1,0 +1,469 @@
+/**
+ * Several workers sharing a JetStream stream and queued jobs through a PostgreSQL store.
+ *
+ * How the stream is shared out — by OFFSET SEGMENTS under leases, not by a shared pull consumer:
+ * - The stream's sequence space is cut into segments of consecutive offsets `[start, end)`
+ *   (`work_segments`, created as the stream grows, under an advisory lock so that they never
+ *   overlap). A free worker takes the first free segment with `FOR UPDATE SKIP LOCKED` and holds it
+ *   under a lease it renews while it works.
+ * - A segment is processed as ONE checkpoint of a run of its own, reading exactly `[start, end)`
+ *   by sequence. The checkpoint commits with all of its executions in one transaction; only then
+ *   is the segment marked done (this is the "acknowledgement": nothing is done before its
+ *   checkpoint is COMPLETE and durable).
+ * - A worker that dies (SIGKILL, lost machine) stops renewing; when its lease has passed, another
+ *   worker takes the segment and processes it again from its start. The dead attempt never
+ *   completed its checkpoint, so its partial executions belong to no COMPLETE checkpoint: across
+ *   COMPLETE checkpoints every offset is covered exactly once. (When the dead worker's checkpoint
+ *   DID commit just before it died, the next taker finds it and only marks the segment done.)
+ * Why not a durable pull consumer: a pull consumer hands each worker an interleaved subset of
+ * sequences, and redelivers unacknowledged ones to anyone, so a worker's checkpoint would not be
+ * a contiguous range `[start, end)` and replay by range would not hold. Segments keep checkpoints
+ * contiguous, make each one replayable on its own, and make "exactly once" checkable with SQL.
+ * Limit: stateful steps keep state per segment (each segment is its own run), not across the stream.
+ *
+ * Jobs (`jobs` table): replays queued by `provenant jobs submit`, taken by free workers the same
+ * way (lease, `SKIP LOCKED`), retried by another worker when the lease of a dead one passes, up to
+ * `max_attempts`.
+ */
+import { hostname } from 'node:os';
+import { ProvenantError, errorMessage } from '../errors.js';
+import { canonicalize, type JsonValue } from '../hash/canonical.js';
+import { newId } from '../ids.js';
+import { runPipeline, type PipelineResult } from '../pipeline/execute.js';
+import type { LoadedPipeline } from '../pipeline/load.js';
+import { replay } from '../replay/range.js';
+import { openJetStreamSource, type JetStreamSource } from '../sources/jetstream.js';
+import { PostgresStore } from '../store/postgres/postgres-store.js';
+import type { Store } from '../store/store.js';
+
+/** The server's clock in epoch microseconds (leases use one clock for every worker). */
+const NOW_US = `(extract(epoch from clock_timestamp()) * 1000000)::bigint`;
+
+/** Options of {@link runWorker}. */
+export interface WorkerOptions {
+  /** NATS server(s). */
+  readonly servers: string;
+  /** The JetStream stream. */
+  readonly stream: string;
+  readonly subject?: string;
+  /** Workers of one group share segments; default: the pipeline's name. */
+  readonly group?: string;
+  /** Offsets per segment (and per checkpoint). Default: 1000. */
+  readonly segmentSize?: number;
+  /** Lease length; renewed every third of it while working. Default: 30 s. */
+  readonly leaseMs?: number;
+  /** This worker's name in leases. Default: `<host>:<pid>`. */
+  readonly workerId?: string;
+  /** Stop when the stream's records are all done and no job is queued (else keep polling). */
+  readonly drain?: boolean;
+  /** Wait between polls when there is nothing to do. Default: 500 ms. */
+  readonly pollMs?: number;
+  readonly signal?: AbortSignal;
+  /** Called after each segment is done (with the run that did it) and each job finished. */
+  readonly onEvent?: (event: WorkerEvent) => void;
+}
+
+/** What a worker did, as it happens. */
+export type WorkerEvent =
+  | { readonly kind: 'segment'; readonly start: number; readonly end: number; readonly runId: string | null; readonly records: number; readonly attempt: number }
+  | { readonly kind: 'job'; readonly jobId: string; readonly status: 'done' | 'failed' | 'queued'; readonly error?: string };
+
+/** What {@link runWorker} did in total. */
+export interface WorkerSummary {
+  readonly workerId: string;
+  readonly segments: number;
+  readonly records: number;
+  readonly jobs: number;
+}
+
+interface SegmentRow {
+  start_offset: number;
+  end_offset: number;
+  attempts: number;
+}
+
+/** The PostgreSQL store behind `store`, or a clear error. */
+export function requirePostgres(store: Store, what: string): PostgresStore {
+  if (!(store instanceof PostgresStore)) {
+    throw new ProvenantError('INPUT_INVALID', `${what} needs a PostgreSQL store; ${store.location} is an embedded one`, {
+      hint: 'Pass --store postgres://user@host:5432/db (or set PROVENANT_STORE); move an embedded store there with `provenant copy`.',
+      context: { store: store.location },
+    });
+  }
+  return store;
+}
+
+/**
+ * Run one worker until `signal` aborts (or, with `drain`, until everything is done): take free
+ * segments of the stream and queued jobs, one at a time, under leases.
+ */
+export async function runWorker(store: Store, pipeline: LoadedPipeline, options: WorkerOptions): Promise<WorkerSummary> {
+  const pgStore = requirePostgres(store, 'provenant worker');
+  const workerId = options.workerId ?? `${hostname()}:${process.pid}`;
+  const group = options.group ?? pipeline.definition.name;
+  const size = options.segmentSize ?? 1000;
+  const leaseMs = options.leaseMs ?? 30_000;
+  const pollMs = options.pollMs ?? 500;
+  const source = await openJetStreamSource({ servers: options.servers, stream: options.stream, ...(options.subject === undefined ? {} : { subject: options.subject }) });
+  const streamId = source.streamId;
+  let segments = 0;
+  let records = 0;
+  let jobs = 0;
+  try {
+    while (options.signal?.aborted !== true) {
+      await ensureSegments(pgStore, source, group, streamId, size);
+      const segment = await claim(pgStore, 'segment', group, streamId, workerId, leaseMs);
+      if (segment !== undefined) {
+        const r = await withLease(pgStore, 'segment', { group, streamId, start: segment.start_offset }, workerId, leaseMs, () =>
+          processSegment(pgStore, pipeline, source, group, segment, workerId),
+        );
+        segments++;
+        records += r.records;
+        options.onEvent?.({ kind: 'segment', start: segment.start_offset, end: segment.end_offset, runId: r.runId, records: r.records, attempt: segment.attempts });
+        continue;
+      }
+      const job = await claimJob(pgStore, workerId, leaseMs);
+      if (job !== undefined) {
+        const status = await withLease(pgStore, 'job', { id: job.id }, workerId, leaseMs, () => runJob(pgStore, job, workerId));
+        jobs++;
+        options.onEvent?.({ kind: 'job', jobId: job.id, ...status });
+        continue;
+      }
+      if (options.drain === true && (await drained(pgStore, source, group, streamId))) break;
+      await sleep(pollMs, options.signal);
+    }
+  } finally {
+    await source.close();
+  }
+  return { workerId, segments, records, jobs };
+}
+
+/** Cut the part of the stream not yet in segments into segments (one worker at a time). */
+async function ensureSegments(store: PostgresStore, source: JetStreamSource, group: string, streamId: string, size: number): Promise<void> {
+  const { firstSeq, lastSeq } = await source.bounds();
+  await store.withClient(async (c) => {
+    const known = await c.query<{ end: number | null }>('SELECT max(end_offset) AS end FROM work_segments WHERE grp = $1 AND stream = $2', [group, streamId]);
+    const from = known.rows[0]?.end ?? firstSeq;
+    if (from > lastSeq) return;
+    await c.query('BEGIN');
+    try {
+      await c.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`provenant.segments.${group}.${streamId}`]);
+      const again = await c.query<{ end: number | null }>('SELECT max(end_offset) AS end FROM work_segments WHERE grp = $1 AND stream = $2', [group, streamId]);
+      const starts: number[] = [];
+      const ends: number[] = [];
+      for (let start = again.rows[0]?.end ?? firstSeq; start <= lastSeq; start += size) {
+        starts.push(start);
+        ends.push(Math.min(start + size, lastSeq + 1));
+      }
+      if (starts.length > 0) {
+        await c.query(
+          `INSERT INTO work_segments (grp, stream, start_offset, end_offset, status)
+           SELECT $1, $2, s, e, 'open' FROM unnest($3::bigint[], $4::bigint[]) AS t(s, e)`,
+          [group, streamId, starts, ends],
+        );
+      }
+      await c.query('COMMIT');
+    } catch (err) {
+      await c.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    }
+  });
+}
+
+/** Take the first free segment (open, or running with a lease that has passed). */
+async function claim(store: PostgresStore, _kind: 'segment', group: string, streamId: string, workerId: string, leaseMs: number): Promise<SegmentRow | undefined> {
+  const r = await store.withClient((c) =>
+    c.query<SegmentRow>(
+      // The free row is picked once, in a CTE: a subquery joined in UPDATE … FROM may be scanned again
+      // (a nested loop), and with SKIP LOCKED a second scan would take a second row.
+      `WITH f AS MATERIALIZED (
+         SELECT start_offset FROM work_segments
+         WHERE grp = $1 AND stream = $2 AND (status = 'open' OR (status = 'running' AND lease_until < ${NOW_US}))
+         ORDER BY start_offset LIMIT 1 FOR UPDATE SKIP LOCKED)
+       UPDATE work_segments s SET status = 'running', worker = $3, lease_until = ${NOW_US} + $4::bigint, attempts = s.attempts + 1
+       FROM f WHERE s.grp = $1 AND s.stream = $2 AND s.start_offset = f.start_offset
+       RETURNING s.start_offset, s.end_offset, s.attempts`,
+      [group, streamId, workerId, leaseMs * 1000],
+    ),
+  );
+  return r.rows[0];
+}
+
+/** Run `fn` while renewing the lease every third of its length. */
+async function withLease<T>(store: PostgresStore, kind: 'segment' | 'job', key: { group?: string; streamId?: string; start?: number; id?: string }, workerId: string, leaseMs: number, fn: () => Promise<T>): Promise<T> {
+  const renew = (): void => {
+    const q =
+      kind === 'segment'
+        ? store.pool.query(`UPDATE work_segments SET lease_until = ${NOW_US} + $5::bigint WHERE grp = $1 AND stream = $2 AND start_offset = $3 AND worker = $4 AND status = 'running'`, [
+            key.group,
+            key.streamId,
+            key.start,
+            workerId,
+            leaseMs * 1000,
+          ])
+        : store.pool.query(`UPDATE jobs SET lease_until = ${NOW_US} + $3::bigint WHERE id = $1 AND worker = $2 AND status = 'running'`, [key.id, workerId, leaseMs * 1000]);
+    // A renewal lost to a restart is retried at the next tick; the lease is three ticks long.
+    q.catch(() => undefined);
+  };
+  const timer = setInterval(renew, Math.max(100, Math.floor(leaseMs / 3)));
+  try {
+    return await fn();
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+/** Process one segment as one checkpoint of a run of its own; mark it done once that checkpoint is COMPLETE. */
+async function processSegment(
+  store: PostgresStore,
+  pipeline: LoadedPipeline,
+  source: JetStreamSource,
+  group: string,
+  segment: SegmentRow,
+  workerId: string,
+): Promise<{ runId: string | null; records: number }> {
+  const { start_offset: start, end_offset: end } = segment;
+  // A previous holder may have committed the checkpoint and died before marking the segment done.
+  const previous = await completeCheckpointOf(store, group, source.streamId, start);
+  let runId = previous;
+  let records = 0;
+  // The fence: the segment's checkpoint commits only while this worker still holds the segment (the
+  // row is locked inside the commit's transaction), so a worker whose lease was taken over while it
+  // was slow cannot complete the segment a second time.
+  store.setCommitGuard(async (client) => {
+    const held = await client.query(`SELECT 1 FROM work_segments WHERE grp = $1 AND stream = $2 AND start_offset = $3 AND worker = $4 AND status = 'running' FOR UPDATE`, [
+      group,
+      source.streamId,
+      start,
+      workerId,
+    ]);
+    if (held.rowCount === 0) {
+      throw new ProvenantError('STORE_BUSY', `segment ${start}..${end} of ${source.streamId} was taken over by another worker; this worker's attempt is not committed`, {
+        hint: 'Nothing to do: the other worker processes the segment. Raise --lease if workers are often slower than it.',
+        context: { stream: source.streamId, start, end, worker: workerId, lostLease: true },
+      });
+    }
+  });
+  if (runId === null) {
+    let result: PipelineResult;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        result = await runPipeline(store, pipeline.definition, source, {
+          baseDir: pipeline.baseDir,
+          from: start,
+          to: end,
+          // One checkpoint for the whole segment: it commits with all of its executions, or not at all.
+          checkpoint: { everyRecords: end - start + 1, intervalMs: 2 ** 31 - 1, maxExecutions: Number.MAX_SAFE_INTEGER },
+          context: { source: 'worker', principal: workerId },
+          runOptions: { worker: { group, segment: start, end, worker: workerId } },
+        });
+        break;
+      } catch (err) {
+        if (lostLease(err)) {
+          store.setCommitGuard(undefined);
+          return { runId: null, records: 0 };
+        }
+        // A run cut by a lost connection leaves an unfinished checkpoint; the segment is done again by a new run.
+        if (!(err instanceof ProvenantError && err.retryable) || attempt >= 5) throw err;
+        await sleep(500 * attempt);
+      }
+    }
+    runId = result.runId;
+    records = result.records;
+  }
+  store.setCommitGuard(undefined);
+  await store.withClient((c) =>
+    c.query(`UPDATE work_segments SET status = 'done', run_id = $4, lease_until = NULL WHERE grp = $1 AND stream = $2 AND start_offset = $3 AND worker = $5`, [
+      group,
+      source.streamId,
+      start,
+      runId,
+      workerId,
+    ]),
+  );
+  return { runId, records };
+}
+
+/** The run of a COMPLETE checkpoint of this group starting at `start`, or null. */
+async function completeCheckpointOf(store: PostgresStore, group: string, streamId: string, start: number): Promise<string | null> {
+  const r = await store.withClient((c) =>
+    c.query<{ id: string }>(
+      `SELECT r.id FROM checkpoints c JOIN checkpoint_ends e ON e.checkpoint = c.seq JOIN runs r ON r.seq = c.run
+       WHERE c.stream = $1 AND c.start_offset = $2 AND e.status = 'COMPLETE' AND (r.options::jsonb -> 'worker' ->> 'group') = $3 LIMIT 1`,
+      [streamId, start, group],
+    ),
+  );
+  return r.rows[0]?.id ?? null;
+}
+
+/** Whether every offset of the stream is in a done segment and no job waits. */
+async function drained(store: PostgresStore, source: JetStreamSource, group: string, streamId: string): Promise<boolean> {
+  const { lastSeq } = await source.bounds();
+  const r = await store.withClient((c) =>
+    c.query<{ pending: number; covered: number | null; jobs: number }>(
+      `SELECT (SELECT count(*) FROM work_segments WHERE grp = $1 AND stream = $2 AND status <> 'done') AS pending,
+              (SELECT max(end_offset) FROM work_segments WHERE grp = $1 AND stream = $2) AS covered,
+              (SELECT count(*) FROM jobs WHERE status IN ('queued', 'running')) AS jobs`,
+      [group, streamId],
+    ),
+  );
+  const row = r.rows[0];
+  return row !== undefined && row.pending === 0 && row.jobs === 0 && (row.covered ?? 0) > lastSeq;
+}
+
+// ---- jobs ---------------------------------------------------------------------------------------
+
+/** A replay queued for the workers. */
+export interface ReplayJobSpec {
+  readonly streamId: string;
+  readonly runId?: string;
+  readonly from?: string;
+  readonly to?: string;
+}
+
+/** A job as listed. */
+export interface JobInfo {
+  readonly id: string;
+  readonly kind: 'replay';
+  readonly spec: ReplayJobSpec;
+  readonly status: 'queued' | 'running' | 'done' | 'failed';
+  readonly attempts: number;
+  readonly maxAttempts: number;
+  readonly worker: string | null;
+  readonly submittedUs: number;
+  readonly startedUs: number | null;
+  readonly finishedUs: number | null;
+  readonly result: JsonValue;
+  readonly error: string | null;
+}
+
+interface JobRow {
+  id: string;
+  kind: string;
+  spec: string;
+  status: string;
+  attempts: number;
+  max_attempts: number;
+  worker: string | null;
+  submitted: number;
+  started: number | null;
+  finished: number | null;
+  result: string | null;
+  error: string | null;
+}
+
+const JOB_COLUMNS = 'id::text AS id, kind, spec, status, attempts, max_attempts, worker, submitted, started, finished, result, error';
+
+function toJob(row: JobRow): JobInfo {
+  return {
+    id: row.id,
+    kind: row.kind as 'replay',
+    spec: JSON.parse(row.spec) as ReplayJobSpec,
+    status: row.status as JobInfo['status'],
+    attempts: row.attempts,
+    maxAttempts: row.max_attempts,
+    worker: row.worker,
+    submittedUs: row.submitted,
+    startedUs: row.started,
+    finishedUs: row.finished,
+    result: row.result === null ? null : (JSON.parse(row.result) as JsonValue),
+    error: row.error,
+  };
+}
+
+/** Queue a replay for the workers; returns the job. */
+export async function submitJob(store: Store, spec: ReplayJobSpec, maxAttempts = 3): Promise<JobInfo> {
+  const pgStore = requirePostgres(store, 'queuing a job');
+  const id = newId();
+  const r = await pgStore.withClient((c) =>
+    c.query<JobRow>(
+      `INSERT INTO jobs (id, kind, spec, status, max_attempts, submitted) VALUES ($1, 'replay', $2, 'queued', $3, ${NOW_US}) RETURNING ${JOB_COLUMNS}`,
+      [id, canonicalize(spec), maxAttempts],
+    ),
+  );
+  return toJob(r.rows[0] as JobRow);
+}
+
+/** Jobs, newest first. */
+export async function listJobs(store: Store, limit = 100): Promise<JobInfo[]> {
+  const pgStore = requirePostgres(store, 'listing jobs');
+  const r = await pgStore.withClient((c) => c.query<JobRow>(`SELECT ${JOB_COLUMNS} FROM jobs ORDER BY submitted DESC, id DESC LIMIT $1`, [limit]));
+  return r.rows.map(toJob);
+}
+
+/** One job, or undefined. */
+export async function getJob(store: Store, id: string): Promise<JobInfo | undefined> {
+  const pgStore = requirePostgres(store, 'showing a job');
+  if (!/^[0-9a-f-]{36}$/.test(id)) return undefined;
+  const r = await pgStore.withClient((c) => c.query<JobRow>(`SELECT ${JOB_COLUMNS} FROM jobs WHERE id = $1`, [id]));
+  const row = r.rows[0];
+  return row === undefined ? undefined : toJob(row);
+}
+
+async function claimJob(store: PostgresStore, workerId: string, leaseMs: number): Promise<JobRow | undefined> {
+  const r = await store.withClient((c) =>
+    c.query<JobRow>(
+      `WITH f AS MATERIALIZED (
+         SELECT id FROM jobs
+         WHERE (status = 'queued' OR (status = 'running' AND lease_until < ${NOW_US})) AND attempts < max_attempts
+         ORDER BY submitted LIMIT 1 FOR UPDATE SKIP LOCKED)
+       UPDATE jobs j SET status = 'running', worker = $1, lease_until = ${NOW_US} + $2::bigint, attempts = j.attempts + 1, started = ${NOW_US}
+       FROM f WHERE j.id = f.id
+       RETURNING j.id::text AS id, j.kind, j.spec, j.status, j.attempts, j.max_attempts, j.worker, j.submitted, j.started, j.finished, j.result, j.error`,
+      [workerId, leaseMs * 1000],
+    ),
+  );
+  return r.rows[0];
+}
+
+async function runJob(store: PostgresStore, job: JobRow, workerId: string): Promise<{ status: 'done' | 'failed' | 'queued'; error?: string }> {
+  const spec = JSON.parse(job.spec) as ReplayJobSpec;
+  try {
+    const result = await replay(store, {
+      streamId: spec.streamId,
+      ...(spec.runId === undefined ? {} : { runId: spec.runId }),
+      ...(spec.from === undefined ? {} : { from: spec.from }),
+      ...(spec.to === undefined ? {} : { to: spec.to }),
+      context: { source: 'worker', principal: workerId },
+    });
+    const { divergences: _d, ...summary } = result;
+    await store.withClient((c) =>
+      c.query(`UPDATE jobs SET status = 'done', finished = ${NOW_US}, result = $2, lease_until = NULL, error = NULL WHERE id = $1 AND worker = $3`, [
+        job.id,
+        JSON.stringify(summary),
+        workerId,
+      ]),
+    );
+    return { status: 'done' };
+  } catch (err) {
+    const message = errorMessage(err);
+    const status = job.attempts >= job.max_attempts ? 'failed' : 'queued';
+    await store.withClient((c) =>
+      c.query(`UPDATE jobs SET status = $2, error = $3, finished = ${NOW_US}, lease_until = NULL WHERE id = $1 AND worker = $4`, [job.id, status, message, workerId]),
+    );
+    return { status, error: message };
+  }
+}
+
+/** Whether an error (or one it was caused by) says the segment's lease was taken over. */
+function lostLease(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e !== undefined && e !== null && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    if (e instanceof ProvenantError && e.context.lostLease === true) return true;
+  }
+  return false;
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const onAbort = (): void => {
+      clearTimeout(t);
+      resolve();
+    };
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+

@@ -1,0 +1,208 @@
+/**
+ * Several `provenant worker` processes sharing one JetStream stream through one PostgreSQL store,
+ * against the real servers: three workers, one killed with SIGKILL mid-stream (its lease expires,
+ * another takes its segment over); PostgreSQL restarted while two workers run (they reconnect and
+ * go on). Each time, at the end, the executions of the COMPLETE checkpoints hold every record
+ * exactly once — per key, the sequence numbers 1..n with no gap and no duplicate. Then a replay job
+ * queued with `provenant jobs submit` is taken by a worker and verifies.
+ */
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { publishRecords } from '../../src/sources/jetstream.js';
+import { cliJson } from '../helpers/cli.js';
+import { ensureDist } from '../helpers/dist.js';
+import { DIST_CLI, REPO_ROOT } from '../helpers/paths.js';
+import { freshPgUrl, rawPg } from '../helpers/pg.js';
+import { writeProject } from '../helpers/project.js';
+import { NATS, POSTGRES, describeWithService, natsAvailable, postgresAvailable } from '../helpers/services.js';
+import { makeRepoTempDir } from '../helpers/temp.js';
+
+const up = (await postgresAvailable()) && (await natsAvailable());
+const KEYS = 7;
+
+/** Records `{ key, seq }`: per key, seq runs 1, 2, 3… in stream order. */
+function records(n: number): { key: string; seq: number }[] {
+  const next = new Map<string, number>();
+  return Array.from({ length: n }, (_, i) => {
+    const key = `k${(i * 7919) % KEYS}`;
+    const seq = (next.get(key) ?? 0) + 1;
+    next.set(key, seq);
+    return { key, seq };
+  });
+}
+
+interface Worker {
+  readonly child: ChildProcess;
+  readonly events: { kind: string; start?: number }[];
+  readonly exit: Promise<number | null>;
+  stderr: string;
+}
+
+function startWorker(pipeline: string, store: string, stream: string, extra: string[] = []): Worker {
+  const child = spawn(process.execPath, [DIST_CLI, 'worker', pipeline, '--store', store, '--stream', stream, '--nats', NATS.url, '--segment-size', '150', '--lease', '3000', '--drain', '--json', ...extra], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, NO_COLOR: '1' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const w: Worker = { child, events: [], exit: new Promise((resolve) => child.on('exit', (code) => resolve(code))), stderr: '' };
+  let buffer = '';
+  child.stderr?.on('data', (chunk: Buffer) => {
+    w.stderr += chunk.toString();
+    buffer += chunk.toString();
+    let nl: number;
+    while ((nl = buffer.indexOf('\n')) >= 0) {
+      const line = buffer.slice(0, nl);
+      buffer = buffer.slice(nl + 1);
+      try {
+        w.events.push(JSON.parse(line) as { kind: string });
+      } catch {
+        // not an event line
+      }
+    }
+  });
+  child.stdout?.resume();
+  return w;
+}
+
+async function waitFor(cond: () => boolean, ms: number, what: string): Promise<void> {
+  const until = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+/**
+ * Per key, the seq numbers in the outputs of the `tag` step's executions that belong to COMPLETE
+ * checkpoints (a checkpoint's executions: its run's, with ids from its first to its last).
+ */
+async function completeOutputs(store: string, streamId: string): Promise<{ perKey: Map<string, number[]>; checkpoints: number; offsets: number[] }> {
+  const schema = new URL(store).searchParams.get('schema') as string;
+  return rawPg(async (c) => {
+    const rows = await c.query<{ bytes: Buffer; offset: string }>(
+      `SELECT b.bytes, x."offset"
+       FROM ${schema}.checkpoints cp
+       JOIN ${schema}.checkpoint_ends e ON e.checkpoint = cp.seq AND e.status = 'COMPLETE'
+       JOIN ${schema}.executions x ON x.run = cp.run AND x.id BETWEEN e.first_execution AND e.last_execution
+       JOIN ${schema}.step_versions sv ON sv.seq = x.step_version AND sv.step_id = 'tag'
+       JOIN ${schema}.blobs b ON b.hash = x.output
+       WHERE cp.stream = $1`,
+      [streamId],
+    );
+    const checkpoints = await c.query(`SELECT 1 FROM ${schema}.checkpoints cp JOIN ${schema}.checkpoint_ends e ON e.checkpoint = cp.seq AND e.status = 'COMPLETE' WHERE cp.stream = $1`, [streamId]);
+    const perKey = new Map<string, number[]>();
+    for (const r of rows.rows) {
+      const o = JSON.parse(r.bytes.toString('utf8')) as { key: string; seq: number };
+      perKey.set(o.key, [...(perKey.get(o.key) ?? []), o.seq]);
+    }
+    return { perKey, checkpoints: checkpoints.rowCount ?? 0, offsets: rows.rows.map((r) => Number(r.offset)).sort((a, b) => a - b) };
+  });
+}
+
+function expectExactlyOnce(result: Awaited<ReturnType<typeof completeOutputs>>, total: number): void {
+  const expected = new Map<string, number>();
+  for (const r of records(total)) expected.set(r.key, r.seq);
+  expect([...result.perKey.keys()].sort()).toEqual([...expected.keys()].sort());
+  for (const [key, last] of expected) {
+    const seqs = [...(result.perKey.get(key) ?? [])].sort((a, b) => a - b);
+    // No gap, no duplicate: exactly 1, 2, …, last.
+    expect(seqs, `key ${key}`).toEqual(Array.from({ length: last }, (_, i) => i + 1));
+  }
+  expect(result.offsets).toEqual(Array.from({ length: total }, (_, i) => i + 1));
+}
+
+describeWithService(POSTGRES, up, 'several workers on one stream (PostgreSQL + JetStream)', () => {
+  let nc: NatsConnection;
+  let jsm: JetStreamManager;
+  let pipeline: string;
+  const streams: string[] = [];
+
+  beforeAll(async () => {
+    await ensureDist();
+    nc = await connect({ servers: NATS.url });
+    jsm = await jetstreamManager(nc);
+    const dir = makeRepoTempDir();
+    writeProject(dir, {
+      'pipeline.ts': `import { definePipeline } from 'provenant';
+export default definePipeline({ name: 'keyed', failurePolicy: 'dead-letter', steps: [{ id: 'tag', module: './tag.ts' }] });`,
+      // A little work per record, so that a segment takes long enough to be cut in the middle.
+      'tag.ts': `export default function tag(r: { key: string; seq: number }) {
+  let x = 0;
+  for (let i = 0; i < 40000; i++) x = (x * 31 + i) % 1000003;
+  return { key: r.key, seq: r.seq, work: x };
+}`,
+    });
+    pipeline = join(dir, 'pipeline.ts');
+  }, 180_000);
+
+  afterAll(async () => {
+    for (const s of streams) await jsm.streams.delete(s).catch(() => undefined);
+    await nc.close();
+  });
+
+  async function publish(total: number): Promise<string> {
+    const name = `PROVENANT_WORKERS_${process.pid}_${Date.now().toString(36)}`;
+    streams.push(name);
+    const r = await publishRecords({ servers: NATS.url, stream: name, create: true }, records(total));
+    expect(r.published).toBe(total);
+    return name;
+  }
+
+  it('three workers, one killed with SIGKILL mid-stream: its segment is taken over and every record is processed exactly once', async () => {
+    const total = 3000;
+    const name = await publish(total);
+    const store = freshPgUrl('workers');
+    await cliJson(['migrate', '--store', store, '--json']);
+    const workers = [0, 1, 2].map(() => startWorker(pipeline, store, name));
+    const victim = workers[0] as Worker;
+    await waitFor(() => victim.events.some((e) => e.kind === 'segment'), 60_000, 'the first worker to finish a segment');
+    await sleep(60); // into its next segment
+    victim.child.kill('SIGKILL');
+    expect(await victim.exit).toBe(null);
+    const codes = await Promise.all(workers.slice(1).map((w) => w.exit));
+    expect(codes, workers.map((w) => w.stderr).join('\n')).toEqual([0, 0]);
+
+    const schema = new URL(store).searchParams.get('schema') as string;
+    const segs = await rawPg((c) => c.query<{ status: string; attempts: number }>(`SELECT status, attempts FROM ${schema}.work_segments`));
+    expect(segs.rows.every((s) => s.status === 'done')).toBe(true);
+    // The killed worker's segment was taken over by another (a second attempt).
+    expect(segs.rows.some((s) => s.attempts >= 2)).toBe(true);
+    const result = await completeOutputs(store, `jetstream:${name}`);
+    expect(result.checkpoints).toBe(segs.rowCount);
+    expectExactlyOnce(result, total);
+
+    // A replay job, queued and taken by a free worker, verifies one of the runs.
+    const job = await cliJson<{ id: string; status: string }>(['jobs', 'submit', '--stream', `jetstream:${name}`, '--store', store, '--json']);
+    expect(job.status).toBe('queued');
+    const w = startWorker(pipeline, store, name);
+    expect(await w.exit, w.stderr).toBe(0);
+    const done = await cliJson<{ status: string; attempts: number; result: { diverged: number; matched: number; executions: number } }>(['jobs', 'show', job.id, '--store', store, '--json']);
+    expect(done).toMatchObject({ status: 'done', attempts: 1 });
+    expect(done.result.diverged).toBe(0);
+    expect(done.result.matched).toBe(done.result.executions);
+    expect(done.result.executions).toBeGreaterThan(0);
+  }, 240_000);
+
+  it('PostgreSQL restarted during a run: the workers reconnect and go on; no COMPLETE checkpoint is lost and every record is processed exactly once', async () => {
+    const total = 2400;
+    const name = await publish(total);
+    const store = freshPgUrl('restart');
+    await cliJson(['migrate', '--store', store, '--json']);
+    const workers = [0, 1].map(() => startWorker(pipeline, store, name));
+    await waitFor(() => workers.some((w) => w.events.filter((e) => e.kind === 'segment').length >= 2), 60_000, 'two segments done');
+    const schema = new URL(store).searchParams.get('schema') as string;
+    const before = await rawPg((c) => c.query<{ id: string }>(`SELECT cp.id::text AS id FROM ${schema}.checkpoints cp JOIN ${schema}.checkpoint_ends e ON e.checkpoint = cp.seq WHERE e.status = 'COMPLETE'`));
+    expect(before.rowCount).toBeGreaterThan(0);
+    execFileSync('pg_ctlcluster', ['--skip-systemctl-redirect', '15', 'main', 'restart'], { stdio: 'ignore' });
+    const codes = await Promise.all(workers.map((w) => w.exit));
+    expect(codes, workers.map((w) => w.stderr).join('\n')).toEqual([0, 0]);
+    const after = await rawPg((c) => c.query<{ id: string }>(`SELECT cp.id::text AS id FROM ${schema}.checkpoints cp JOIN ${schema}.checkpoint_ends e ON e.checkpoint = cp.seq WHERE e.status = 'COMPLETE'`));
+    const ids = new Set(after.rows.map((r) => r.id));
+    for (const r of before.rows) expect(ids.has(r.id)).toBe(true);
+    expectExactlyOnce(await completeOutputs(store, `jetstream:${name}`), total);
+  }, 240_000);
+});
