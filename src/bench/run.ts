@@ -27,6 +27,7 @@ import { benchPostgres } from './pg.js';
 import { benchMerkle } from './merkle.js';
 import { benchObjects } from './objects.js';
 import { benchHttp } from './http.js';
+import { benchUi } from './ui.js';
 
 /** One benchmark figure. */
 export interface BenchResult {
@@ -334,6 +335,8 @@ async function main(): Promise<void> {
   results.push(...(await benchObjects()));
   process.stderr.write('Measuring the HTTP API…\n');
   results.push(...(await benchHttp()));
+  process.stderr.write('Measuring the web UI (lineage graph in headless Chromium)…\n');
+  results.push(...(await benchUi()));
   mkdirSync(dirname(outFile), { recursive: true });
   writeFileSync(outFile, `${JSON.stringify(results, null, 2)}\n`);
   const width = Math.max(...results.map((r) => r.name.length));

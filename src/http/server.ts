@@ -29,6 +29,7 @@ import { RecomputePool } from './recompute-pool.js';
 import { ServerMetrics } from './metrics.js';
 import { HttpProblem, PROBLEM_TYPE, problemOf, type Problem } from './problem.js';
 import { registerRoutes } from './routes.js';
+import { registerUiRoutes } from './ui-routes.js';
 
 /** Options of {@link createServer}. Every limit has a default suited to one machine. */
 export interface ServerOptions {
@@ -263,6 +264,7 @@ export async function createServer(store: Store, options: ServerOptions = {}): P
     }),
   };
   registerRoutes(app, parts, { publicMetrics: options.publicMetrics ?? true });
+  registerUiRoutes(app, parts);
   await app.ready();
 
   return {

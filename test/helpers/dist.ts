@@ -22,10 +22,10 @@ function newestMtime(dir: string): number {
 }
 
 function distIsFresh(): boolean {
-  const outputs = [DIST_INDEX, DIST_CLI];
+  const outputs = [DIST_INDEX, DIST_CLI, join(REPO_ROOT, 'dist', 'ui', 'index.html')];
   if (!outputs.every((p) => existsSync(p))) return false;
   const built = Math.min(...outputs.map((p) => statSync(p).mtimeMs));
-  return newestMtime(join(REPO_ROOT, 'src')) <= built;
+  return Math.max(newestMtime(join(REPO_ROOT, 'src')), newestMtime(join(REPO_ROOT, 'ui', 'src'))) <= built;
 }
 
 /** Make sure `dist/` holds a build of the current `src/`. */

@@ -66,6 +66,11 @@ describe('public routes and the OpenAPI document', () => {
         'GET /data/{objectId}',
         'GET /objects/{objectId}/versions',
         'GET /lineage/{ref}',
+        'GET /objects',
+        'GET /streams',
+        'GET /executions/{id}/detail',
+        'GET /steps/{stepId}/versions/{hash}/source',
+        'GET /replays/{id}/executions',
       ].sort(),
     );
     // Every schema in it is a valid JSON Schema (2020-12, the dialect of OpenAPI 3.1).
