@@ -4,71 +4,10 @@
  */
 import type pg from 'pg';
 import { ProvenantError } from '../../errors.js';
-import { canonicalize, hashFromBytes, hashToBytes, type ContentHash, type JsonValue } from '../../hash/canonical.js';
+import { canonicalize, hashToBytes, type ContentHash } from '../../hash/canonical.js';
 import type { AccessLogEntry, AccessLogQuery, TokenInfo, TokenRecord } from '../records.js';
 import { inTransaction, sqlState } from './connection.js';
-
-const TOKEN_SELECT = `
-SELECT t.id, t.hash, t.principal, t.grants, t.created, t.expires, t.label, r.revoked
-FROM tokens t LEFT JOIN token_revocations r ON r.token = t.seq`;
-
-interface TokenRow {
-  id: string;
-  hash: Buffer;
-  principal: string;
-  grants: string;
-  created: string | number;
-  expires: string | number | null;
-  label: string | null;
-  revoked: string | number | null;
-}
-
-function toToken(r: TokenRow): TokenInfo {
-  return {
-    id: r.id,
-    hash: hashFromBytes(r.hash),
-    principal: r.principal,
-    grants: JSON.parse(r.grants) as string[],
-    createdUs: Number(r.created),
-    expiresUs: r.expires === null ? null : Number(r.expires),
-    label: r.label,
-    revokedUs: r.revoked === null ? null : Number(r.revoked),
-  };
-}
-
-interface AccessRow {
-  id: string;
-  time: string | number;
-  principal: string | null;
-  token: string | null;
-  address: string;
-  method: string;
-  target: string;
-  route: string | null;
-  status: number;
-  rights: string;
-  trace_id: string;
-  duration: string | number;
-  detail: string;
-}
-
-function toAccess(r: AccessRow): AccessLogEntry {
-  return {
-    id: r.id,
-    timeUs: Number(r.time),
-    principal: r.principal,
-    tokenId: r.token,
-    address: r.address,
-    method: r.method,
-    target: r.target,
-    route: r.route,
-    status: r.status,
-    rights: JSON.parse(r.rights) as string[],
-    traceId: r.trace_id,
-    durationUs: Number(r.duration),
-    detail: JSON.parse(r.detail) as JsonValue,
-  };
-}
+import { TOKEN_SELECT, toAccess, toToken, type AccessRow, type TokenRow } from '../shared-rows.js';
 
 export async function createToken(c: pg.PoolClient, token: TokenRecord): Promise<void> {
   try {

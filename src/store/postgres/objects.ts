@@ -6,6 +6,7 @@
  * writer at a time (a transaction-level advisory lock per object), so ordinals and transaction
  * times stay increasing with several workers.
  */
+import { assignDepths } from '../shared-rows.js';
 import type pg from 'pg';
 import { ProvenantError } from '../../errors.js';
 import { hashFromBytes, hashToBytes, type ContentHash } from '../../hash/canonical.js';
@@ -368,36 +369,3 @@ export async function droppable(c: pg.ClientBase, hashes: readonly ContentHash[]
   return candidates;
 }
 
-/** Depths (in executions) for a walk done without them: breadth-first over the versions' input edges. */
-function assignDepths(versions: LineageVersion[], starts: Set<string>, up: boolean): void {
-  const byId = new Map(versions.map((v, i) => [v.version.versionId, i]));
-  const next = new Map<string, string[]>();
-  for (const { version } of versions) {
-    for (const input of version.inputVersionIds) {
-      if (!byId.has(input)) continue;
-      const [from, to] = up ? [version.versionId, input] : [input, version.versionId];
-      let list = next.get(from);
-      if (list === undefined) next.set(from, (list = []));
-      list.push(to);
-    }
-  }
-  const depth = new Map<string, number>();
-  let frontier = [...starts].filter((id) => byId.has(id));
-  for (const id of frontier) depth.set(id, 0);
-  for (let d = 1; frontier.length > 0; d++) {
-    const following: string[] = [];
-    for (const id of frontier) {
-      for (const n of next.get(id) ?? []) {
-        if (!depth.has(n)) {
-          depth.set(n, d);
-          following.push(n);
-        }
-      }
-    }
-    frontier = following;
-  }
-  for (let i = 0; i < versions.length; i++) {
-    const v = versions[i] as LineageVersion;
-    versions[i] = { version: v.version, depth: depth.get(v.version.versionId) ?? 0 };
-  }
-}

@@ -77,6 +77,7 @@ import { CHECKPOINT_INLINE_MAX, type BlobLocation, type ExecutionBatchBuilder, t
 import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
 import { createSigningKey } from '../../merkle/head.js';
 import { SqliteObjects } from './objects.js';
+import { TOKEN_SELECT, toAccess, toToken, type AccessRow, type TokenRow } from '../shared-rows.js';
 
 /** Options of {@link SqliteStore.open}. */
 export interface SqliteStoreOptions {
@@ -1016,68 +1017,6 @@ function toSketch(row: SketchRow): ExecutionSketch {
     errorHash: row.error === null ? null : hashFromBytes(row.error),
     nondeterminismHash: row.nondeterminism === null ? null : hashFromBytes(row.nondeterminism),
     offset: row.offset,
-  };
-}
-
-const TOKEN_SELECT = `
-SELECT t.id, t.hash, t.principal, t.grants, t.created, t.expires, t.label, r.revoked
-FROM tokens t LEFT JOIN token_revocations r ON r.token = t.seq`;
-
-interface TokenRow {
-  id: string;
-  hash: Buffer;
-  principal: string;
-  grants: string;
-  created: number;
-  expires: number | null;
-  label: string | null;
-  revoked: number | null;
-}
-
-function toToken(row: TokenRow): TokenInfo {
-  return {
-    id: row.id,
-    hash: hashFromBytes(row.hash),
-    principal: row.principal,
-    grants: JSON.parse(row.grants) as string[],
-    createdUs: row.created,
-    expiresUs: row.expires,
-    label: row.label,
-    revokedUs: row.revoked,
-  };
-}
-
-interface AccessRow {
-  id: string;
-  time: number;
-  principal: string | null;
-  token: string | null;
-  address: string;
-  method: string;
-  target: string;
-  route: string | null;
-  status: number;
-  rights: string;
-  trace_id: string;
-  duration: number;
-  detail: string;
-}
-
-function toAccess(row: AccessRow): AccessLogEntry {
-  return {
-    id: row.id,
-    timeUs: row.time,
-    principal: row.principal,
-    tokenId: row.token,
-    address: row.address,
-    method: row.method,
-    target: row.target,
-    route: row.route,
-    status: row.status,
-    rights: JSON.parse(row.rights) as string[],
-    traceId: row.trace_id,
-    durationUs: row.duration,
-    detail: JSON.parse(row.detail) as AccessLogEntry['detail'],
   };
 }
 
