@@ -3,8 +3,9 @@
  * of a lineage walk done without them. Integer columns may arrive as numbers (SQLite) or as
  * strings (PostgreSQL `bigint`), so they go through `Number`.
  */
+import { ProvenantError } from '../errors.js';
 import { hashFromBytes } from '../hash/canonical.js';
-import type { AccessLogEntry, LineageVersion, TokenInfo } from './records.js';
+import type { AccessLogEntry, LineageVersion, StreamSummary, TokenInfo } from './records.js';
 
 type Int = number | string;
 
@@ -104,5 +105,28 @@ export function assignDepths(versions: LineageVersion[], starts: Set<string>, up
   for (let i = 0; i < versions.length; i++) {
     const v = versions[i] as LineageVersion;
     versions[i] = { ...v, depth: depth.get(v.version.versionId) ?? 0 };
+  }
+}
+
+/** A stream's extent as both backends select it. */
+export interface StreamSummaryRow {
+  id: string;
+  length: number;
+  first: number | null;
+  last: number | null;
+}
+
+export function toStreamSummary(row: StreamSummaryRow): StreamSummary {
+  return { streamId: row.id, length: row.length, firstAppendedUs: row.first, lastAppendedUs: row.last };
+}
+
+/** Stream ids: 1–200 characters, no control characters, well-formed. @throws ProvenantError INPUT_INVALID */
+export function checkStreamId(streamId: string): void {
+  // eslint-disable-next-line no-control-regex
+  if (streamId.length === 0 || streamId.length > 200 || /[\u0000-\u001f\u007f]/.test(streamId) || !streamId.isWellFormed()) {
+    throw new ProvenantError('INPUT_INVALID', `"${streamId.slice(0, 60)}" is not a valid stream id`, {
+      hint: 'A stream id is 1 to 200 characters without control characters, e.g. flights or orders/eu.',
+      context: { streamId: streamId.slice(0, 200) },
+    });
   }
 }

@@ -57,6 +57,7 @@ import { PgBatch, hexOf } from './batch.js';
 import { LOCATION_CHUNKED, blobRow, chunkStream, insertBlobs, readBlob, writeStream } from './blobs.js';
 import { PG_CHECKPOINT_SELECT, applyTransition, toPgCheckpoint, type PgCheckpointRow } from './checkpoints.js';
 import * as access from './access.js';
+import { checkStreamId, toStreamSummary, type StreamSummaryRow } from '../shared-rows.js';
 import { createPool, inTransaction, parsePgLocation, sqlState, withClient, type PgLocation } from './connection.js';
 import { PG_MIGRATIONS, PG_SCHEMA_VERSION } from './migrations.js';
 import * as objects from './objects.js';
@@ -945,25 +946,4 @@ function toExecution(row: ExecutionRow): ExecutionRecord {
   };
 }
 
-interface StreamSummaryRow {
-  id: string;
-  length: number;
-  first: number | null;
-  last: number | null;
-}
-
-function toStreamSummary(row: StreamSummaryRow): StreamSummary {
-  return { streamId: row.id, length: row.length, firstAppendedUs: row.first, lastAppendedUs: row.last };
-}
-
-/** Stream ids: 1–200 characters, no control characters, well-formed (as in the SQLite backend). */
-function checkStreamId(streamId: string): void {
-  // eslint-disable-next-line no-control-regex
-  if (streamId.length === 0 || streamId.length > 200 || /[\u0000-\u001f\u007f]/.test(streamId) || !streamId.isWellFormed()) {
-    throw new ProvenantError('INPUT_INVALID', `"${streamId.slice(0, 60)}" is not a valid stream id`, {
-      hint: 'A stream id is 1 to 200 characters without control characters, e.g. flights or orders/eu.',
-      context: { streamId: streamId.slice(0, 200) },
-    });
-  }
-}
 

@@ -77,7 +77,7 @@ import { CHECKPOINT_INLINE_MAX, type BlobLocation, type ExecutionBatchBuilder, t
 import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
 import { createSigningKey } from '../../merkle/head.js';
 import { SqliteObjects } from './objects.js';
-import { TOKEN_SELECT, toAccess, toToken, type AccessRow, type TokenRow } from '../shared-rows.js';
+import { TOKEN_SELECT, checkStreamId, toAccess, toStreamSummary, toToken, type AccessRow, type StreamSummaryRow, type TokenRow } from '../shared-rows.js';
 
 /** Options of {@link SqliteStore.open}. */
 export interface SqliteStoreOptions {
@@ -1020,24 +1020,3 @@ function toSketch(row: SketchRow): ExecutionSketch {
   };
 }
 
-interface StreamSummaryRow {
-  id: string;
-  length: number;
-  first: number | null;
-  last: number | null;
-}
-
-function toStreamSummary(row: StreamSummaryRow): StreamSummary {
-  return { streamId: row.id, length: row.length, firstAppendedUs: row.first, lastAppendedUs: row.last };
-}
-
-/** Stream ids: 1–200 characters, no control characters, well-formed. */
-function checkStreamId(streamId: string): void {
-  // eslint-disable-next-line no-control-regex
-  if (streamId.length === 0 || streamId.length > 200 || /[\u0000-\u001f\u007f]/.test(streamId) || !streamId.isWellFormed()) {
-    throw new ProvenantError('INPUT_INVALID', `"${streamId.slice(0, 60)}" is not a valid stream id`, {
-      hint: 'A stream id is 1 to 200 characters without control characters, e.g. flights or orders/eu.',
-      context: { streamId: streamId.slice(0, 200) },
-    });
-  }
-}
