@@ -77,6 +77,12 @@ export function createPool(location: PgLocation, max = 4): pg.Pool {
   // An idle connection the server closed (a restart) errors here; the pool drops it and the next
   // query opens a new one. Without a listener the error would end the process.
   pool.on('error', () => undefined);
+  // A server restart ends every connection with an 'error' event; a client checked out at that
+  // moment has no listener of its own, and an unheard 'error' would end the process. Its query
+  // still rejects, and withClient retries on a new connection.
+  pool.on('connect', (client) => {
+    client.on('error', () => undefined);
+  });
   return pool;
 }
 
