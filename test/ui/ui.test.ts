@@ -9,7 +9,7 @@
  * Skipped loudly when /usr/bin/chromium is missing; under CI=true that fails instead.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -80,6 +80,40 @@ async function signIn(t = token): Promise<void> {
   await page.fill('#token', t);
   await page.click('button[type=submit]');
   await page.waitForSelector('#streams-title');
+}
+
+/** A store holding a large lineage: 300 ingested objects merged two by two up to one root (898 nodes). */
+async function buildTree(storeDir: string): Promise<{ root: string; token: string }> {
+  const store = await openStore(storeDir);
+  try {
+    const project = makeTempDir();
+    writeFileSync(join(project, 'merge.ts'), 'export default function merge([a, b]: [{ sum: number }, { sum: number }]) {\n  return { sum: a.sum + b.sum };\n}\n');
+    const tree = await startRun(store, { name: 'merge tree' });
+    const merge = await tree.step('merge', { module: join(project, 'merge.ts') });
+    let level: string[] = [];
+    for (let i = 0; i < 300; i++) {
+      await putObject(store, `tree/leaf/${i}`, { sum: i });
+      level.push(`tree/leaf/${i}`);
+    }
+    for (let depth = 1, n = 0; level.length > 1; depth++) {
+      const next: string[] = [];
+      for (let i = 0; i < level.length; i += 2) {
+        const [a, b] = [level[i] as string, level[i + 1]];
+        if (b === undefined) {
+          next.push(a);
+          continue;
+        }
+        const out = `tree/sum/${depth}/${n++}`;
+        await deriveObject(tree, merge, { inputs: [a, b], output: out });
+        next.push(out);
+      }
+      level = next;
+    }
+    await tree.finish();
+    return { root: level[0] as string, token: (await createToken(store, { principal: 'ui-tester', grants: ['read:*', 'lineage:*'] })).token };
+  } finally {
+    await store.close();
+  }
 }
 
 describe.skipIf(!haveChromium)('web UI in headless Chromium', () => {
@@ -211,6 +245,59 @@ describe.skipIf(!haveChromium)('web UI in headless Chromium', () => {
     await page.focus('svg.graph .node.version >> nth=0');
     await page.keyboard.press('Enter');
     await expect.poll(() => page.locator('svg.graph .node.selected').count()).toBe(1);
+  });
+
+  it('lays out a large lineage graph (898 nodes) with the fast layout (d3-dag): every node placed, none overlapping, text once zoomed in', async () => {
+    // Its own store and server, so that the other views' screenshots stay as they are.
+    const treeStore = join(makeTempDir(), 'store');
+    const tree = await buildTree(treeStore);
+    const server = await serve(treeStore);
+    try {
+      await page.goto(`${server.url}/#/signin`);
+      await page.fill('#token', tree.token);
+      await page.click('button[type=submit]');
+      await page.waitForSelector('#streams-title');
+      await page.goto(`${server.url}/?load=${++loads}#/lineage?ref=${encodeURIComponent(tree.root)}`);
+      await page.waitForSelector('body[data-lineage-rendered-ms]', { timeout: 60_000 });
+      expect(await page.getAttribute('svg.graph', 'data-nodes')).toBe('898');
+      expect(await page.getAttribute('body', 'data-lineage-phases')).toContain('(d3-dag)');
+      expect(await page.textContent('p.hint')).toContain('898 nodes, 897 edges.');
+      // Every node has a place, and no two boxes overlap.
+      const boxes = await page.$$eval('svg.graph .node', (els) =>
+        els.map((el) => {
+          const m = /translate\(([-\d.]+),([-\d.]+)\)/.exec(el.getAttribute('transform') ?? '');
+          const r = el.querySelector('rect');
+          return { placed: m !== null, x: Number(m?.[1]), y: Number(m?.[2]), w: Number(r?.getAttribute('width')), h: Number(r?.getAttribute('height')) };
+        }),
+      );
+      expect(boxes).toHaveLength(898);
+      expect(boxes.every((b) => b.placed && Number.isFinite(b.x) && Number.isFinite(b.y))).toBe(true);
+      const sorted = [...boxes].sort((a, b) => a.x - b.x);
+      let overlaps = 0;
+      for (let i = 0; i < sorted.length; i++) {
+        const a = sorted[i] as (typeof sorted)[number];
+        for (let j = i + 1; j < sorted.length && (sorted[j] as (typeof sorted)[number]).x < a.x + a.w; j++) {
+          const b = sorted[j] as (typeof sorted)[number];
+          if (b.y < a.y + a.h && a.y < b.y + b.h) overlaps++;
+        }
+      }
+      expect(overlaps).toBe(0);
+      // The whole graph fits the view: too small for text, which is not drawn; finding a node zooms
+      // in on it and the text is back.
+      expect(await page.getAttribute('svg.graph', 'class')).toContain('far');
+      expect(await page.locator('svg.graph .node.root text.title').isVisible()).toBe(false);
+      await page.fill('#lineage-search', 'tree/leaf/299');
+      await page.press('#lineage-search', 'Enter');
+      await expect.poll(() => page.textContent('.inspector h2')).toBe('tree/leaf/299');
+      expect(await page.getAttribute('svg.graph', 'class')).not.toContain('far');
+      expect(await page.locator('svg.graph .node.match text.title').isVisible()).toBe(true);
+      await shot('lineage-large');
+    } finally {
+      await new Promise<void>((resolve) => {
+        server.child.once('exit', () => resolve());
+        server.child.kill('SIGTERM');
+      });
+    }
   });
 
   it('inspects an execution: foldable input, output and params, the stored source, when its version first ran', async () => {

@@ -1,13 +1,13 @@
 /**
  * Lineage graph: ancestors (left) and descendants (right) of an object, version, value or
- * execution, laid out left to right by dagre. Executions are boxes with the step id and short
+ * execution, laid out left to right by dagre, or d3-dag's faster layout for large graphs. Executions are boxes with the step id and short
  * version hash; versions are rounded with object id and ordinal; values are pills. Click (or
  * Enter) a node to inspect it; collapse what lies beyond a node; group executions and the
  * versions they made by step; search. Pan by dragging, zoom with the wheel or + / −.
  */
-import dagre from '@dagrejs/dagre';
 import { getJson, seg } from '../api.js';
 import { empty, failure, h, link, loading, replace, s, short, when } from '../dom.js';
+import { layoutGraph, type LayoutUnit } from '../layout/graph-layout.js';
 
 interface LNode {
   id: string;
@@ -210,7 +210,13 @@ export async function lineageView(root: HTMLElement, params: URLSearchParams): P
   // ---- drawing ------------------------------------------------------------------------------
   let view = { x: 0, y: 0, k: 1 };
   let graphSize = { w: 1, h: 1 };
-  const applyView = (): void => viewport.setAttribute('transform', `translate(${view.x},${view.y}) scale(${view.k})`);
+  // Below this zoom a node's text is under 3 px tall: not drawn (level of detail), which keeps a
+  // graph of thousands of nodes quick to paint; zooming in brings it back.
+  const TEXT_MIN_ZOOM = 0.25;
+  const applyView = (): void => {
+    viewport.setAttribute('transform', `translate(${view.x},${view.y}) scale(${view.k})`);
+    svg.classList.toggle('far', view.k < TEXT_MIN_ZOOM);
+  };
 
   function draw(): void {
     const t0 = performance.now();
@@ -218,8 +224,7 @@ export async function lineageView(root: HTMLElement, params: URLSearchParams): P
     const tb = performance.now();
     drawn = dnodes;
     // Large graphs: an execution and the one version it made are laid out as one unit (drawn side
-    // by side, still styled apart), ranks by longest path and no crossing-reduction sweeps — which
-    // keeps dagre's layout of thousands of nodes within a second or so.
+    // by side, still styled apart), ranks by longest path and no crossing-reduction sweeps.
     const large = dnodes.size > LARGE;
     const widthOf = (d: DNode): number => Math.min(230, Math.max(96, 7.2 * Math.max(d.title.length, d.sub.length) + 20));
     const outs = new Map<string, string[]>();
@@ -239,79 +244,110 @@ export async function lineageView(root: HTMLElement, params: URLSearchParams): P
     }
     const unit = (id: string): string => pairedWith.get(id) ?? id;
     const GAP = 26;
-    const g = new dagre.graphlib.Graph({ multigraph: false });
-    g.setGraph({ rankdir: 'LR', nodesep: 10, ranksep: 46, marginx: 16, marginy: 16, ...(large ? { ranker: 'longest-path' } : {}) });
-    g.setDefaultEdgeLabel(() => ({}));
+    const HEIGHT = 38;
     const partner = new Map<string, string>(); // execution id -> version id
     for (const [v, e] of pairedWith) partner.set(e, v);
+    const units: LayoutUnit[] = [];
     for (const d of dnodes.values()) {
       if (pairedWith.has(d.id)) continue;
       const p = partner.get(d.id);
-      const width = widthOf(d) + (p === undefined ? 0 : GAP + widthOf(dnodes.get(p) as DNode));
-      g.setNode(d.id, { width, height: 38 });
+      units.push({ id: d.id, width: widthOf(d) + (p === undefined ? 0 : GAP + widthOf(dnodes.get(p) as DNode)), height: HEIGHT });
     }
+    const unitEdges: [string, string][] = [];
     for (const [a, b] of dedges) {
       const ua = unit(a);
       const ub = unit(b);
-      if (ua !== ub) g.setEdge(ua, ub);
+      if (ua !== ub) unitEdges.push([ua, ub]);
     }
-    const tl = performance.now();
-    dagre.layout(g, large ? { disableOptimalOrderHeuristic: true } : {});
-    document.body.dataset.lineageLayoutMs = String(Math.round(performance.now() - tl));
-    boxes = new Map();
+
+    // Nodes: markup built as text (escaped) and parsed once — far faster than thousands of
+    // createElementNS calls — and placed when the layout is known.
+    const order = [...dnodes.values()];
+    const markup: string[] = [];
+    for (const d of order) {
+      const w = widthOf(d);
+      const collapsed = state.collapsed.has(d.id);
+      const cls = ['node', d.kind, d.failed ? 'failed' : '', d.root ? 'root' : '', collapsed ? 'collapsed' : '', d.id === state.selected ? 'selected' : ''].filter(Boolean).join(' ');
+      const rx = d.kind === 'execution' ? 2 : d.kind === 'value' ? 19 : 8;
+      const title = d.title.length > 30 ? `${d.title.slice(0, 29)}…` : d.title;
+      markup.push(
+        `<g class="${cls}" tabindex="0" role="button" data-id="${esc(d.id)}" aria-label="${esc(`${d.kind} ${d.title} ${d.sub}`)}">` +
+          `<rect width="${w}" height="${HEIGHT}" rx="${rx}"></rect><text x="8" y="15" class="title">${esc(title)}</text><text x="8" y="30" class="sub">${esc(d.sub)}</text>` +
+          (collapsed ? `<text x="${w - 14}" y="15" class="badge">+</text>` : '') +
+          '</g>',
+      );
+    }
+    const frame = svg.getBoundingClientRect();
     const edgeLayer = s('g', { class: 'edges' });
     const nodeLayer = s('g', { class: 'nodes' });
-    const paths: string[] = [];
-    const markup: string[] = [];
-    for (const e of g.edges()) {
-      const pts = g.edge(e).points ?? [];
-      if (pts.length === 0) continue;
-      paths.push(`M${pts.map((p: { x: number; y: number }) => `${p.x.toFixed(1)},${p.y.toFixed(1)}`).join('L')}`);
+    nodeLayer.innerHTML = markup.join('');
+    const tm = performance.now();
+    svg.setAttribute('data-nodes', String(dnodes.size));
+    const total = nodes.size;
+    const text = `${total} nodes, ${edges.length} edges${dnodes.size === total ? '' : ` — showing ${dnodes.size} (${state.group ? 'grouped by step' : 'collapsed'})`}${cut > 0 ? ` — ${cut} nodes you may not see were cut` : ''}${truncated ? ' — truncated by the server’s limit' : ''}.`;
+
+    const out = layoutGraph({ units, edges: unitEdges, fast: large });
+    const tp = performance.now();
+    boxes = new Map();
+    // All edges as one path, and all arrowheads as another: two elements, not thousands.
+    const lines: string[] = [];
+    const heads: string[] = [];
+    const arrow = (from: { x: number; y: number }, to: { x: number; y: number }): void => {
+      const dx = to.x - from.x;
+      const dy = to.y - from.y;
+      const len = Math.hypot(dx, dy) || 1;
+      const ux = dx / len;
+      const uy = dy / len;
+      const bx = to.x - ux * 7;
+      const by = to.y - uy * 7;
+      heads.push(`M${to.x.toFixed(1)},${to.y.toFixed(1)}L${(bx - uy * 3.5).toFixed(1)},${(by + ux * 3.5).toFixed(1)}L${(bx + uy * 3.5).toFixed(1)},${(by - ux * 3.5).toFixed(1)}Z`);
+    };
+    for (const e of out.edges) {
+      const pts = e.points;
+      if (pts.length < 2) continue;
+      lines.push(`M${pts.map((p) => `${p.x.toFixed(1)},${p.y.toFixed(1)}`).join('L')}`);
+      arrow(pts[pts.length - 2] as { x: number; y: number }, pts[pts.length - 1] as { x: number; y: number });
     }
-    for (const d of dnodes.values()) {
-      const u = g.node(unit(d.id));
+    const els = nodeLayer.children;
+    order.forEach((d, i) => {
+      const u = out.units[unit(d.id)];
+      if (u === undefined) return;
       let x = u.x - u.width / 2;
       const y = u.y - u.height / 2;
       const w = widthOf(d);
       if (pairedWith.has(d.id)) {
         x = u.x + u.width / 2 - w;
-        paths.push(`M${(x - GAP).toFixed(1)},${u.y.toFixed(1)}L${x.toFixed(1)},${u.y.toFixed(1)}`);
+        lines.push(`M${(x - GAP).toFixed(1)},${u.y.toFixed(1)}L${x.toFixed(1)},${u.y.toFixed(1)}`);
+        arrow({ x: x - GAP, y: u.y }, { x, y: u.y });
       }
       boxes.set(d.id, { x, y, w, h: u.height });
-      const collapsed = state.collapsed.has(d.id);
-      const cls = ['node', d.kind, d.failed ? 'failed' : '', d.root ? 'root' : '', collapsed ? 'collapsed' : '', d.id === state.selected ? 'selected' : ''].filter(Boolean).join(' ');
-      const rx = d.kind === 'execution' ? 2 : d.kind === 'value' ? 19 : 8;
-      const title = d.title.length > 30 ? `${d.title.slice(0, 29)}…` : d.title;
-      // Markup built as text (escaped) and parsed once: far faster than thousands of createElementNS calls.
-      markup.push(
-        `<g class="${cls}" transform="translate(${x.toFixed(1)},${y.toFixed(1)})" tabindex="0" role="button" data-id="${esc(d.id)}" aria-label="${esc(`${d.kind} ${d.title} ${d.sub}`)}">` +
-          `<rect width="${w}" height="${u.height}" rx="${rx}"></rect><text x="8" y="15" class="title">${esc(title)}</text><text x="8" y="30" class="sub">${esc(d.sub)}</text>` +
-          (collapsed ? `<text x="${w - 14}" y="15" class="badge">+</text>` : '') +
-          '</g>',
-      );
-    }
-    const tm = performance.now();
-    nodeLayer.innerHTML = markup.join('');
-    // One path element per edge, but built as markup in one go (thousands of edges).
-    edgeLayer.innerHTML = paths.map((d) => `<path class="edge" d="${d}" marker-end="url(#arrow)"></path>`).join('');
-    const defs = s('defs', {}, s('marker', { id: 'arrow', viewBox: '0 0 10 10', refX: 9, refY: 5, markerWidth: 6, markerHeight: 6, orient: 'auto-start-reverse' }, s('path', { d: 'M0,0L10,5L0,10z', class: 'arrowhead' })));
-    viewport.replaceChildren(defs, edgeLayer, nodeLayer);
-    const gg = g.graph();
-    graphSize = { w: gg.width ?? 1, h: gg.height ?? 1 };
-    const total = nodes.size;
-    summary.textContent = `${total} nodes, ${edges.length} edges${dnodes.size === total ? '' : ` — showing ${dnodes.size} (${state.group ? 'grouped by step' : 'collapsed'})`}${cut > 0 ? ` — ${cut} nodes you may not see were cut` : ''}${truncated ? ' — truncated by the server’s limit' : ''}.`;
-    svg.setAttribute('data-nodes', String(dnodes.size));
+      els[i]?.setAttribute('transform', `translate(${x.toFixed(1)},${y.toFixed(1)})`);
+    });
+    edgeLayer.innerHTML = `<path class="edge" d="${lines.join('')}"></path><path class="arrowhead" d="${heads.join('')}"></path>`;
+    viewport.replaceChildren(edgeLayer, nodeLayer);
+    graphSize = { w: out.width, h: out.height };
+    summary.textContent = text;
     const tr = performance.now();
-    fit();
-    const tf2 = performance.now();
+    fit(frame);
+    const tf = performance.now();
     applyMatches();
-    document.body.dataset.lineagePhases = `build ${Math.round(tb - t0)} markup ${Math.round(tm - tb)} dom ${Math.round(tr - tm)} fit ${Math.round(tf2 - tr)}`;
-    document.body.dataset.lineageRenderedMs = String(Math.round(performance.now()));
+    document.body.dataset.lineageLayoutMs = String(Math.round(out.ms));
+    document.body.dataset.lineagePhases = `build ${Math.round(tb - t0)} markup ${Math.round(tm - tb)} layout ${Math.round(tp - tm)} place ${Math.round(tr - tp)} fit ${Math.round(tf - tr)} (${out.engine})`;
     document.body.dataset.lineageDrawMs = String(Math.round(performance.now() - t0));
+    // Rendered = the frame holding the graph has been painted: the next animation frame runs
+    // before that paint, and a task queued from it runs after.
+    requestAnimationFrame(() => {
+      setTimeout(() => {
+        document.body.dataset.lineageRenderedMs = String(Math.round(performance.now()));
+      }, 0);
+    });
   }
 
-  function fit(): void {
-    const r = svg.getBoundingClientRect();
+  /** Fit the graph to the view; `frame` = the svg's box when already known (measuring it after
+   * the nodes went in would force a layout of all of them, text included, before the zoom level
+   * decides whether text is drawn at all). */
+  function fit(frame?: DOMRect): void {
+    const r = frame ?? svg.getBoundingClientRect();
     const k = Math.min(1.4, Math.max(0.02, Math.min(r.width / graphSize.w, r.height / graphSize.h)));
     view = { k, x: (r.width - graphSize.w * k) / 2, y: (r.height - graphSize.h * k) / 2 };
     applyView();
