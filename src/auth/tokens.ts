@@ -101,6 +101,35 @@ export async function authenticate(store: Store, token: string | undefined, nowM
 }
 
 /**
+ * An {@link authenticate} for a server: a token that authenticated is remembered for `ttlMs`
+ * (default 1 s), so that a server under load does not look every request's token up in the store.
+ * Expiry is still checked on every request; a revocation takes effect within `ttlMs`. Unknown,
+ * malformed and refused tokens are never remembered. At most `max` tokens are kept (oldest out).
+ */
+export function cachedAuthenticator(store: Store, options: { ttlMs?: number; max?: number } = {}): (token: string | undefined) => Promise<Authentication> {
+  const ttlMs = options.ttlMs ?? 1000;
+  const max = options.max ?? 10_000;
+  const cache = new Map<string, { auth: Authentication & { ok: true }; untilMs: number }>();
+  return async (token) => {
+    const now = Date.now();
+    if (token !== undefined) {
+      const hit = cache.get(token);
+      if (hit !== undefined && hit.untilMs > now) {
+        const expires = hit.auth.token.expiresUs;
+        if (expires === null || expires > now * 1000) return hit.auth;
+      }
+      if (hit !== undefined) cache.delete(token);
+    }
+    const auth = await authenticate(store, token, now);
+    if (auth.ok && token !== undefined) {
+      if (cache.size >= max) cache.delete(cache.keys().next().value as string);
+      cache.set(token, { auth, untilMs: now + ttlMs });
+    }
+    return auth;
+  };
+}
+
+/**
  * Revoke a token by id or unique id prefix (8 characters or more).
  * @throws ProvenantError NOT_FOUND (unknown), INPUT_INVALID (prefix too short or ambiguous)
  */

@@ -2,8 +2,8 @@
  * HTTP load on loopback: `provenant serve` in a child process over a store of real data (the
  * 2,000 flights of vega-datasets' flights-2k.json as objects `flights/<i>`, and 500 derived objects
  * `flights/<i>/normalized` made by the example `normalize` step, whose bytes are then dropped so
- * they are recomputed on read), and a closed-loop load generator in this process: `concurrency`
- * keep-alive connections, each sending its next request when the last one is answered.
+ * they are recomputed on read), and autocannon in this process as the load generator: `concurrency`
+ * keep-alive connections, closed loop (each sends its next request when the last one is answered).
  *
  * Figures: kept as-of reads (requests/s, p50, p99), recomputed as-of reads (requests/s, p99; the
  * memo cache answers repeats, as in the server's normal life), errors (any answer but 200, or a
@@ -14,10 +14,10 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import autocannon from 'autocannon';
 import { createToken } from '../auth/tokens.js';
 import { startRun } from '../capture/run.js';
 import { gc, setPolicy } from '../objects/materialize.js';
@@ -30,6 +30,8 @@ import type { BenchResult } from './run.js';
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = resolve(here, '..', '..');
 
+const autocannonVersion = (JSON.parse(readFileSync(join(repo, 'node_modules', 'autocannon', 'package.json'), 'utf8')) as { version: string }).version;
+
 const OBJECTS = 2000;
 const DERIVED = 500;
 
@@ -37,14 +39,10 @@ interface LoadResult {
   readonly requests: number;
   readonly errors: number;
   readonly seconds: number;
-  readonly latenciesMs: Float64Array;
-  readonly executionsRun: number;
-  readonly cacheHits: number;
-  readonly recomputed: number;
-}
-
-function quantile(sorted: Float64Array, q: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * q))] ?? Number.NaN;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+  /** CPU time of the load generator per answered request (µs). */
+  readonly generatorCpuUs: number;
 }
 
 function round(x: number, digits = 2): number {
@@ -101,52 +99,48 @@ function cpuUsOf(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) * 10_000;
 }
 
-/** Closed-loop load: `concurrency` loops, each sending the next path as soon as the last answer is read. */
-async function load(url: string, token: string, paths: (i: number) => string, seconds: number, concurrency: number): Promise<LoadResult> {
-  const { hostname, port } = new URL(url);
-  const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
-  const latencies: number[] = [];
-  let errors = 0;
-  let executionsRun = 0;
-  let cacheHits = 0;
-  let recomputed = 0;
-  let next = 0;
-  const started = performance.now();
-  const deadline = started + seconds * 1000;
-  const one = (path: string): Promise<void> =>
-    new Promise((done) => {
-      const t0 = performance.now();
-      const req = request({ hostname, port, path, agent, headers: { authorization: `Bearer ${token}` } }, (res) => {
-        res.on('data', () => undefined);
-        res.on('end', () => {
-          latencies.push(performance.now() - t0);
-          if (res.statusCode !== 200) errors++;
-          executionsRun += Number(res.headers['provenant-executions-run'] ?? 0);
-          cacheHits += Number(res.headers['provenant-cache-hits'] ?? 0);
-          if (res.headers['provenant-obtained'] === 'recomputed') recomputed++;
-          done();
-        });
-      });
-      req.on('error', () => {
-        errors++;
-        done();
-      });
-      req.end();
-    });
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (performance.now() < deadline) await one(paths(next++));
-    }),
-  );
-  const elapsed = (performance.now() - started) / 1000;
-  agent.destroy();
-  const sorted = Float64Array.from(latencies).sort();
-  return { requests: latencies.length, errors, seconds: elapsed, latenciesMs: sorted, executionsRun, cacheHits, recomputed };
+/**
+ * Closed-loop load with autocannon: `concurrency` keep-alive connections, each sending its next
+ * request when the last one is answered, cycling through the given paths. The requests are built
+ * once (no per-request `setupRequest`, no body kept), so that the load generator, which shares
+ * the 2 cores with the server, spends as little CPU as it can.
+ */
+async function load(url: string, token: string, paths: readonly string[], seconds: number, concurrency: number): Promise<LoadResult> {
+  const cpu0 = process.cpuUsage();
+  const result = await autocannon({
+    url,
+    connections: concurrency,
+    duration: seconds,
+    headers: { authorization: `Bearer ${token}` },
+    requests: paths.map((path) => ({ path })),
+  });
+  const cpu = process.cpuUsage(cpu0);
+  const answered = result.requests.total;
+  return {
+    requests: answered,
+    errors: result.non2xx + result.errors + result.timeouts,
+    seconds: result.duration,
+    p50Ms: result.latency.p50,
+    p99Ms: result.latency.p99,
+    generatorCpuUs: (cpu.user + cpu.system) / Math.max(1, answered),
+  };
+}
+
+/** Sum of each `provenant_*` counter in the server's /metrics (Prometheus text), over its labels. */
+async function counters(url: string, token: string): Promise<Map<string, number>> {
+  const res = await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${token}` } });
+  if (!res.ok) throw new Error(`GET /metrics answered ${res.status}`);
+  const sums = new Map<string, number>();
+  for (const line of (await res.text()).split('\n')) {
+    const m = /^(provenant_[a-z_]+_total)(?:\{[^}]*\})? ([0-9.e+]+)$/.exec(line);
+    if (m !== null) sums.set(m[1] as string, (sums.get(m[1] as string) ?? 0) + Number(m[2]));
+  }
+  return sums;
 }
 
 /** The HTTP figures. */
 export async function benchHttp(options: { seconds?: number; concurrency?: number } = {}): Promise<BenchResult[]> {
-  const seconds = options.seconds ?? 5;
+  const seconds = options.seconds ?? 10; // autocannon's own default duration
   const concurrency = options.concurrency ?? 16;
   const dir = mkdtempSync(join(tmpdir(), 'provenant-bench-http-'));
   let child: ChildProcess | undefined;
@@ -157,12 +151,26 @@ export async function benchHttp(options: { seconds?: number; concurrency?: numbe
     child = server.child;
     const url = server.url;
     const asOf = encodeURIComponent(new Date().toISOString());
-    const kept = (i: number): string => `/data/flights/${i % OBJECTS}?as_of=${asOf}`;
-    const derived = (i: number): string => `/data/flights/${i % DERIVED}/normalized?as_of=${asOf}`;
+    const kept = Array.from({ length: OBJECTS }, (_, i) => `/data/flights/${i}?as_of=${asOf}`);
+    const derived = Array.from({ length: DERIVED }, (_, i) => `/data/flights/${i}/normalized?as_of=${asOf}`);
+    const rssTrace: string[] = [];
+    const tracer = setInterval(() => {
+      const rss = (rssOf(server.child.pid as number) / 1048576).toFixed(0);
+      if (process.env.BENCH_HTTP_RSS_TRACE === undefined) return void rssTrace.push(rss);
+      void fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${token}` } })
+        .then((res) => res.text())
+        .then((text) => {
+          const heap = /^provenant_nodejs_heap_size_used_bytes ([0-9.e+]+)$/m.exec(text)?.[1];
+          const ext = /^provenant_nodejs_external_memory_bytes ([0-9.e+]+)$/m.exec(text)?.[1];
+          rssTrace.push(`${rss}/${(Number(heap) / 1048576).toFixed(0)}/${(Number(ext) / 1048576).toFixed(0)}`);
+        });
+    }, 1000);
     process.stderr.write('HTTP: warming up…\n');
-    await load(url, token, kept, 3, concurrency);
-    await load(url, token, derived, 3, concurrency);
-    await load(url, token, kept, 1, concurrency);
+    // Both kinds of reads until the server's memory settles (JIT, caches, the recompute workers'
+    // heaps): growth is measured from here.
+    await load(url, token, kept, 5, concurrency);
+    await load(url, token, derived, 5, concurrency);
+    await load(url, token, kept, 2, concurrency);
     const rssBefore = rssOf(child.pid as number);
     process.stderr.write(`HTTP: kept as-of reads for ${seconds} s…\n`);
     const pid = child.pid as number;
@@ -170,12 +178,17 @@ export async function benchHttp(options: { seconds?: number; concurrency?: numbe
     const k = await load(url, token, kept, seconds, concurrency);
     const keptCpuUs = (cpuUsOf(pid) - cpu0) / k.requests;
     const cpu1 = cpuUsOf(pid);
+    const before = await counters(url, token);
     process.stderr.write(`HTTP: recomputed as-of reads for ${seconds} s…\n`);
     const r = await load(url, token, derived, seconds, concurrency);
     const recomputeCpuUs = (cpuUsOf(pid) - cpu1) / r.requests;
+    const after = await counters(url, token);
+    const delta = (name: string): number => (after.get(name) ?? 0) - (before.get(name) ?? 0);
     const load1 = (await import('node:os')).loadavg()[0] ?? 0;
     const rssAfter = rssOf(child.pid as number);
-    const setup = `${concurrency} keep-alive connections, closed loop, ${seconds} s, loopback; server and load generator share this machine's 2 cores (1-minute load average ${round(load1, 1)} at the end)`;
+    clearInterval(tracer);
+    if (process.env.BENCH_HTTP_RSS_TRACE !== undefined) process.stderr.write(`server RSS/heap used/external each second (MiB): ${rssTrace.join(' ')}\n`);
+    const setup = `autocannon ${autocannonVersion}, ${concurrency} keep-alive connections, closed loop, ${seconds} s, loopback; server and load generator share this machine's 2 cores (the generator used ${Math.round(k.generatorCpuUs)} µs of CPU per request; 1-minute load average ${round(load1, 1)} at the end)`;
     return [
       { name: 'http.asof_kept_rps', unit: 'requests/s', value: Math.round(k.requests / k.seconds), extra: `GET /data/flights/<i>?as_of=<now> over ${OBJECTS} kept originals, bearer token, access log on; ${setup}; target >= 5000` },
       {
@@ -184,15 +197,15 @@ export async function benchHttp(options: { seconds?: number; concurrency?: numbe
         value: Math.round(keptCpuUs),
         extra: `server process CPU time (user + system) per kept read: ${Math.round(1e6 / keptCpuUs)} requests/s per core the server has to itself, whatever else the machine runs; recomputed reads: ${Math.round(recomputeCpuUs)} µs/request`,
       },
-      { name: 'http.asof_kept_p50_ms', unit: 'ms', value: round(quantile(k.latenciesMs, 0.5)), extra: 'median latency of the kept reads' },
-      { name: 'http.asof_kept_p99_ms', unit: 'ms', value: round(quantile(k.latenciesMs, 0.99)), extra: 'p99 latency of the kept reads (target < 20 ms)' },
+      { name: 'http.asof_kept_p50_ms', unit: 'ms', value: round(k.p50Ms), extra: 'median latency of the kept reads' },
+      { name: 'http.asof_kept_p99_ms', unit: 'ms', value: round(k.p99Ms), extra: 'p99 latency of the kept reads (target < 20 ms)' },
       {
         name: 'http.asof_recompute_rps',
         unit: 'requests/s',
         value: Math.round(r.requests / r.seconds),
-        extra: `GET /data/flights/<i>/normalized over ${DERIVED} derived objects whose bytes were dropped: ${r.recomputed} of ${r.requests} answered recomputed, ${r.executionsRun} executions run, ${r.cacheHits} memo cache hits (repeats are answered from the cache)`,
+        extra: `GET /data/flights/<i>/normalized over ${DERIVED} derived objects whose bytes were dropped: ${r.requests} answered, ${delta('provenant_recomputations_total')} recomputations, ${delta('provenant_recomputed_executions_total')} executions run and ${delta('provenant_recompute_cache_hits_total')} memo cache hits (from the server's /metrics; repeats are answered from the cache)`,
       },
-      { name: 'http.asof_recompute_p99_ms', unit: 'ms', value: round(quantile(r.latenciesMs, 0.99)), extra: `p50 ${round(quantile(r.latenciesMs, 0.5))} ms` },
+      { name: 'http.asof_recompute_p99_ms', unit: 'ms', value: round(r.p99Ms), extra: `p50 ${round(r.p50Ms)} ms` },
       { name: 'http.errors', unit: 'requests', value: k.errors + r.errors, extra: `answers other than 200, or failed connections, among ${k.requests + r.requests} requests (target 0)` },
       {
         name: 'http.rss_growth_pct',
@@ -213,7 +226,7 @@ export async function benchHttp(options: { seconds?: number; concurrency?: numbe
 
 const isMain = process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url);
 if (isMain) {
-  const results = await benchHttp();
+  const results = await benchHttp(process.env.BENCH_HTTP_SECONDS === undefined ? {} : { seconds: Number(process.env.BENCH_HTTP_SECONDS) });
   const outFile = resolve(process.env.BENCH_OUT ?? join(repo, 'bench', 'results', 'latest.json'));
   const previous = existsSync(outFile) ? (JSON.parse(readFileSync(outFile, 'utf8')) as BenchResult[]) : [];
   const merged = [...previous.filter((p) => !p.name.startsWith('http.')), ...results];

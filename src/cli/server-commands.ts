@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { ProvenantError } from '../errors.js';
 import { createToken, parseTokenDuration, revokeToken } from '../auth/tokens.js';
+import { SERVER_CACHE_MIB } from '../http/memory.js';
 import { openStore } from '../store/open.js';
 import type { TokenInfo } from '../store/records.js';
 import { print, printList, storeOption, withStore, type StoreOpts } from './common.js';
@@ -84,7 +85,7 @@ export function addServerCommands(program: Command): void {
       ) => {
         // Loaded here, not at the top: Fastify and its plugins would slow every other command's start.
         const { createServer } = await import('../http/server.js');
-        const store = await openStore(opts.store, { create: false });
+        const store = await openStore(opts.store, { create: false, cacheMiB: SERVER_CACHE_MIB });
         const server = await createServer(store, {
           ...(opts.bodyLimit === undefined ? {} : { bodyLimit: opts.bodyLimit }),
           ...(opts.maxHeaderSize === undefined ? {} : { maxHeaderSize: opts.maxHeaderSize }),

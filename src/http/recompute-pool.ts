@@ -72,7 +72,9 @@ export class RecomputePool {
   #spawn(): Slot {
     const worker = new Worker(workerScript(), {
       workerData: { storeDir: this.#storeDir },
-      resourceLimits: { maxOldGenerationSizeMb: this.#limits.memoryMb, maxYoungGenerationSizeMb: Math.min(64, Math.max(8, this.#limits.memoryMb / 4)) },
+      // A small young generation: recomputations allocate short-lived values, and a large one
+      // (V8 grows it under load up to this bound) would be resident memory the server keeps.
+      resourceLimits: { maxOldGenerationSizeMb: this.#limits.memoryMb, maxYoungGenerationSizeMb: Math.min(16, Math.max(8, this.#limits.memoryMb / 4)) },
     });
     worker.unref();
     const slot: Slot = { worker, busy: undefined };

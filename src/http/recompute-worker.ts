@@ -10,6 +10,7 @@ import { ProvenantError } from '../errors.js';
 import type { JsonValue } from '../hash/canonical.js';
 import { getAsOf } from '../objects/asof.js';
 import { openStore } from '../store/open.js';
+import { SERVER_CACHE_MIB } from './memory.js';
 import type { ExecutionContext } from '../store/records.js';
 
 /** A request to the worker. */
@@ -44,7 +45,7 @@ export type RecomputeReply =
 
 const port = parentPort;
 const { storeDir } = workerData as { storeDir: string };
-const opened = openStore(storeDir, { create: false, writerThread: false });
+const opened = openStore(storeDir, { create: false, writerThread: false, cacheMiB: SERVER_CACHE_MIB });
 
 port?.on('message', (req: RecomputeRequest) => {
   void (async () => {

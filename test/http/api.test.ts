@@ -8,6 +8,7 @@
 import Ajv2020 from 'ajv/dist/2020.js';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createToken, revokeToken } from '../../src/auth/tokens.js';
 import { allCheckpoints } from '../../src/checkpoint/chain.js';
 import type { ProvenantServer } from '../../src/http/server.js';
 import { ensureDist } from '../helpers/dist.js';
@@ -134,6 +135,21 @@ describe('authentication', () => {
       expect(res.headers.get('www-authenticate')).toContain('error="invalid_token"');
       expect(((await problem(res)).context as { reason: string }).reason).toBe(reason);
     }
+  });
+
+  it('stops accepting a token revoked while the server runs within the token cache time (1 s)', async () => {
+    const { token } = await createToken(fx.store, { principal: 'temp', grants: ['steps:*'] });
+    expect((await get(`${url}/steps`, token)).status).toBe(200);
+    expect((await get(`${url}/steps`, token)).status).toBe(200); // now remembered by the server
+    await revokeToken(fx.store, (await fx.store.listTokens()).find((t) => t.principal === 'temp')!.id);
+    const revokedAt = Date.now();
+    let status = 200;
+    while (status === 200 && Date.now() - revokedAt < 3000) {
+      status = (await get(`${url}/steps`, token)).status;
+      if (status === 200) await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(status).toBe(401);
+    expect(Date.now() - revokedAt).toBeLessThan(1500);
   });
 
   it('refuses before reading a body: an unauthenticated POST gets 401 even with a malformed body', async () => {
@@ -396,9 +412,11 @@ describe('the access log', () => {
   it('records each request: principal, address, rights used, trace id, status', async () => {
     const [execution] = await fx.store.listExecutions({ runId: fx.runs.orders, limit: 1 });
     const since = Date.now() * 1000;
-    await get(`${url}/executions/${execution!.id}`, fx.tokens.alice, { traceparent });
-    await get(`${url}/executions/${execution!.id}`, fx.tokens.bob);
-    await get(`${url}/steps`);
+    const answers = [
+      await get(`${url}/executions/${execution!.id}`, fx.tokens.alice, { traceparent }),
+      await get(`${url}/executions/${execution!.id}`, fx.tokens.bob),
+      await get(`${url}/steps`),
+    ];
     await new Promise((r) => setTimeout(r, 300)); // written in batches every 100 ms
     const entries = await fx.store.listAccessLog({ sinceUs: since });
     const mine = entries.filter((e) => e.target === `/executions/${execution!.id}` || e.target === '/steps');
@@ -409,5 +427,7 @@ describe('the access log', () => {
     ]);
     expect(mine[0]).toMatchObject({ address: '127.0.0.1', method: 'GET', route: '/executions/:id', traceId: TRACE, detail: { executionId: execution!.id } });
     expect(mine[2]!.detail).toEqual({ refused: 'missing' });
+    // Each answer, errors included, names the trace it was logged under.
+    expect(answers.map((r) => r.headers.get('provenant-trace-id'))).toEqual(mine.map((e) => e.traceId));
   });
 });

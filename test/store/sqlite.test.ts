@@ -99,6 +99,17 @@ describe('SqliteStore', () => {
     }
   });
 
+  it('sizes every connection\'s page cache as asked (64 MiB by default; a server asks for less)', async () => {
+    for (const [options, kib] of [[{}, 65536], [{ cacheMiB: 8 }, 8192]] as const) {
+      const store = SqliteStore.open(join(dir, String(kib)), options);
+      try {
+        expect(store.database.pragma('cache_size', { simple: true })).toBe(-kib);
+      } finally {
+        await store.close();
+      }
+    }
+  });
+
   it('a second connection to the same folder sees what the first commits', async () => {
     const writer = await openStore(dir);
     const reader = await openStore(dir, { create: false });

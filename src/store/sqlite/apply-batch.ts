@@ -11,12 +11,15 @@ import { CheckpointWriter } from './checkpoints.js';
 import { MerkleLogWriter } from './merkle-log.js';
 import { type PackedBatch, unpackBatch } from './packed-batch.js';
 
+/** Page cache per connection by default: capture's value-hash index stays cached longer. */
+export const DEFAULT_CACHE_MIB = 64;
+
 /** Pragmas every connection to a store uses (see sqlite-store.ts for the model). */
-export function configureConnection(db: Database.Database): void {
+export function configureConnection(db: Database.Database, cacheMiB = DEFAULT_CACHE_MIB): void {
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = NORMAL');
   db.pragma('busy_timeout = 5000');
-  db.pragma('cache_size = -65536'); // 64 MiB per connection: the value-hash index stays cached longer
+  db.pragma(`cache_size = ${-Math.max(1, Math.round(cacheMiB * 1024))}`);
   db.pragma('wal_autocheckpoint = 10000');
 }
 

@@ -38,7 +38,7 @@ import {
   type ContentHash,
 } from '../../hash/canonical.js';
 import { isUuid, nowUs, uuidFromBytes, uuidToBytes } from '../../ids.js';
-import { BatchApplier, configureConnection } from './apply-batch.js';
+import { BatchApplier, DEFAULT_CACHE_MIB, configureConnection } from './apply-batch.js';
 import { LOCATION_FILE, LOCATION_INLINE, PackedBatchBuilder, decodeEncodings, packBatch, type PackedBatch } from './packed-batch.js';
 import { CHECKPOINT_SELECT, toCheckpoint, type CheckpointRow } from './checkpoints.js';
 import type {
@@ -93,6 +93,12 @@ export interface SqliteStoreOptions {
    * `verify` reports them.
    */
   readonly tamperEvidence?: boolean;
+  /**
+   * SQLite page cache of each connection, in MiB. Default: 64 (capture's value-hash index stays
+   * cached). `provenant serve` uses 8: a long-running server then stays within a small, fixed
+   * amount of memory while it appends its access log and read records.
+   */
+  readonly cacheMiB?: number;
 }
 
 /** File name of the SQLite database inside a store folder. */
@@ -150,6 +156,9 @@ SELECT r.id, r.kind, r.name, r.started, r.environment, r.policy, c.context, r.op
        re.ended, re.status, re.summary
 FROM runs r JOIN contexts c ON c.seq = r.context LEFT JOIN run_ends re ON re.run = r.seq`;
 
+const INSERT_ACCESS_SQL =
+  'INSERT INTO access_log (id, time, principal, token, address, method, target, route, status, rights, trace_id, duration, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)';
+
 /** The embedded SQLite store. Open with {@link SqliteStore.open} or `openStore(dir)`. */
 export class SqliteStore implements Store {
   readonly location: string;
@@ -162,8 +171,10 @@ export class SqliteStore implements Store {
   readonly #writer: WriterThread | undefined;
   readonly #stmt: ReturnType<typeof prepareStatements>;
   readonly #objects: SqliteObjects;
+  /** The access log's own connection, opened on first use (see appendAccessLog). */
+  #log: { db: Database.Database; insert: Database.Statement } | undefined;
 
-  private constructor(dir: string, db: Database.Database, inlineMax: number, writerThread: boolean, tamperEvidence: boolean) {
+  private constructor(dir: string, db: Database.Database, inlineMax: number, writerThread: boolean, tamperEvidence: boolean, cacheMiB: number) {
     this.location = dir;
     this.#db = db;
     this.#inlineMax = inlineMax;
@@ -172,7 +183,7 @@ export class SqliteStore implements Store {
     this.#applier = new BatchApplier(db, dir, tamperEvidence);
     this.#objects = new SqliteObjects(db, dir);
     const script = writerThread ? writerScript() : undefined;
-    this.#writer = script === undefined ? undefined : new WriterThread(script, join(dir, DATABASE_FILE), dir, tamperEvidence);
+    this.#writer = script === undefined ? undefined : new WriterThread(script, { databasePath: join(dir, DATABASE_FILE), location: dir, tamperEvidence, cacheMiB });
   }
 
   /**
@@ -196,7 +207,7 @@ export class SqliteStore implements Store {
     try {
       // Refuse a newer store before anything (even the journal mode) is changed in it.
       checkSchemaVersion(db, root);
-      configureConnection(db);
+      configureConnection(db, options.cacheMiB);
       migrate(db, root);
       // Every COMPLETE checkpoint carries a signed tree head: a store gets its key when first opened.
       createSigningKey(root);
@@ -204,7 +215,7 @@ export class SqliteStore implements Store {
       db.close();
       throw err;
     }
-    return new SqliteStore(root, db, options.inlineBlobMaxBytes ?? DEFAULT_INLINE_MAX, options.writerThread ?? true, options.tamperEvidence ?? true);
+    return new SqliteStore(root, db, options.inlineBlobMaxBytes ?? DEFAULT_INLINE_MAX, options.writerThread ?? true, options.tamperEvidence ?? true, options.cacheMiB ?? DEFAULT_CACHE_MIB);
   }
 
   /** Path of the SQLite database file. */
@@ -658,10 +669,21 @@ export class SqliteStore implements Store {
     return toToken(this.#stmt.getToken.get(tokenId) as TokenRow);
   }
 
+  /**
+   * Appends go through a connection of their own with a small page cache: a server logs every
+   * request, and on the main connection (64 MiB cache) the new log pages would stay cached and
+   * grow the process's memory by up to that much under load.
+   */
   async appendAccessLog(entries: readonly AccessLogEntry[]): Promise<void> {
     if (entries.length === 0) return;
-    const insert = this.#stmt.insertAccess;
-    this.#db
+    if (this.#log === undefined) {
+      const db = new Database(this.databasePath);
+      configureConnection(db);
+      db.pragma('cache_size = -1024');
+      this.#log = { db, insert: db.prepare(INSERT_ACCESS_SQL) };
+    }
+    const { db, insert } = this.#log;
+    db
       .transaction(() => {
         for (const e of entries) {
           insert.run(
@@ -718,6 +740,7 @@ export class SqliteStore implements Store {
 
   async close(): Promise<void> {
     await this.#writer?.close();
+    if (this.#log?.db.open === true) this.#log.db.close();
     if (this.#db.open) this.#db.close();
   }
 
@@ -784,9 +807,6 @@ function prepareStatements(db: Database.Database) {
     getToken: db.prepare(`${TOKEN_SELECT} WHERE t.id = ?`),
     listTokens: db.prepare(`${TOKEN_SELECT} ORDER BY t.seq`),
     insertRevocation: db.prepare('INSERT OR IGNORE INTO token_revocations (token, revoked) SELECT seq, ? FROM tokens WHERE id = ?'),
-    insertAccess: db.prepare(
-      'INSERT INTO access_log (id, time, principal, token, address, method, target, route, status, rights, trace_id, duration, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
-    ),
     executionSketches: db.prepare(`
       SELECT e.id, sv.step_id, sv.version_hash, e.inputs, e.output, e.params, e.status, e.error, e.nondeterminism,
              e.encodings, e."offset"
@@ -926,8 +946,9 @@ class WriterThread {
   #next = 1;
   #broken: ProvenantError | undefined;
 
-  constructor(script: URL, databasePath: string, location: string, tamperEvidence: boolean) {
-    this.#worker = new Worker(script, { workerData: { databasePath, location, tamperEvidence } });
+  constructor(script: URL, data: { databasePath: string; location: string; tamperEvidence: boolean; cacheMiB: number }) {
+    const location = data.location;
+    this.#worker = new Worker(script, { workerData: data });
     this.#worker.unref();
     this.#worker.on('message', (msg: { id: number; error?: { code?: string; message: string; hint?: string; context?: Record<string, unknown> } }) => {
       const p = this.#pending.get(msg.id);

@@ -15,6 +15,7 @@ interface WriterData {
   readonly databasePath: string;
   readonly location: string;
   readonly tamperEvidence: boolean;
+  readonly cacheMiB: number;
 }
 
 interface Request {
@@ -26,7 +27,7 @@ interface Request {
 const port = parentPort as MessagePort;
 const data = workerData as WriterData;
 const db = new Database(data.databasePath);
-configureConnection(db);
+configureConnection(db, data.cacheMiB);
 const applier = new BatchApplier(db, data.location, data.tamperEvidence);
 
 function describe(err: unknown): { code?: string; message: string; hint?: string; context?: Record<string, unknown> } {
