@@ -20,10 +20,10 @@ import type { ExecutionRecord } from '../store/records.js';
 import { HttpProblem } from './problem.js';
 import { allow, requestContext, type ServerParts } from './server.js';
 
-const problemResponse = { description: 'Problem details (RFC 9457), as application/problem+json', type: 'object', additionalProperties: true } as const;
+export const problemResponse = { description: 'Problem details (RFC 9457), as application/problem+json', type: 'object', additionalProperties: true } as const;
 const errors = { 400: problemResponse, 401: problemResponse, 404: problemResponse, 422: problemResponse, 429: problemResponse } as const;
 
-const TIME_DOC = 'ISO 8601 with an offset (2024-10-27T10:00:00Z) or epoch milliseconds';
+export const TIME_DOC = 'ISO 8601 with an offset (2024-10-27T10:00:00Z) or epoch milliseconds';
 
 /** The one answer for an object that is missing or that the caller may not read: identical either way. */
 export function objectNotFound(objectId: string): HttpProblem {
@@ -216,7 +216,7 @@ export function registerObjectRoutes(app: FastifyInstance, parts: ServerParts): 
   );
 }
 
-function validObjectId(id: string): string {
+export function validObjectId(id: string): string {
   try {
     return validateObjectId(id);
   } catch (err) {

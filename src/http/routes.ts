@@ -7,6 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import type { JsonValue } from '../hash/canonical.js';
 import type { CheckpointRecord, ExecutionRecord } from '../store/records.js';
 import { HttpProblem } from './problem.js';
+import { registerExportRoutes } from './export-routes.js';
 import { mayReadExecution, registerObjectRoutes } from './object-routes.js';
 import { allow, requestContext, type ServerParts } from './server.js';
 
@@ -114,6 +115,7 @@ export function registerRoutes(app: FastifyInstance, parts: ServerParts, options
   );
 
   registerObjectRoutes(app, parts);
+  registerExportRoutes(app, parts);
 
   // ---- replay jobs --------------------------------------------------------------------------
 

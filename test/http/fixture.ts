@@ -70,7 +70,7 @@ export interface Fixture {
   /** A recorded version of `parse` other than the one the runs used. */
   readonly parseV2: `sha256:${string}`;
   /** Bearer tokens by principal. */
-  readonly tokens: Record<'alice' | 'bob' | 'carol' | 'dave' | 'frank' | 'expired' | 'revoked', string>;
+  readonly tokens: Record<'alice' | 'bob' | 'carol' | 'dave' | 'frank' | 'grace' | 'heidi' | 'expired' | 'revoked', string>;
   /** Objects: customers/42 (two versions), customers/7, secret/1 (originals); reports/42 (from customers/42 and secret/1) and reports/42/summary (from reports/42), derived and not kept. */
   readonly objects: {
     readonly before: number;
@@ -107,6 +107,8 @@ export async function makeFixture(): Promise<Fixture> {
     carol: await token('carol', ['read:*']),
     dave: await token('dave', ['read:customers/*', 'lineage:customers/*']),
     frank: await token('frank', ['read:reports/*', 'lineage:reports/*', 'lineage:customers/*']),
+    grace: await token('grace', ['export:customers/*', 'export:reports/*']),
+    heidi: await token('heidi', ['export:customers/*', 'export:reports/*', 'export:secret/*']),
     expired: 'pvt_' + 'e'.repeat(43),
     revoked: await token('mallory', ['stream:*', 'replay:*']),
   };

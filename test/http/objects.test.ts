@@ -265,19 +265,29 @@ describe('GET /lineage/{ref}', () => {
 });
 
 describe('a matrix of principals × objects × times', () => {
-  const principals = ['alice', 'bob', 'carol', 'dave', 'frank'] as const;
+  const principals = ['alice', 'bob', 'carol', 'dave', 'frank', 'grace', 'heidi'] as const;
   const objectIds = ['customers/42', 'customers/7', 'secret/1', 'reports/42', 'reports/42/summary', 'missing/1'];
   // What each principal may do, written out here independently of the server's grant matcher.
-  const may: Record<(typeof principals)[number], { read: RegExp; lineage: RegExp }> = {
-    alice: { read: /^$/, lineage: /^$/ },
-    bob: { read: /^$/, lineage: /^$/ },
-    carol: { read: /.*/, lineage: /^$/ },
-    dave: { read: /^customers\/.+$/, lineage: /^customers\/.+$/ },
-    frank: { read: /^reports\/.+$/, lineage: /^(reports|customers)\/.+$/ },
+  const may: Record<(typeof principals)[number], { read: RegExp; lineage: RegExp; export: RegExp }> = {
+    alice: { read: /^$/, lineage: /^$/, export: /^$/ },
+    bob: { read: /^$/, lineage: /^$/, export: /^$/ },
+    carol: { read: /.*/, lineage: /^$/, export: /^$/ },
+    dave: { read: /^customers\/.+$/, lineage: /^customers\/.+$/, export: /^$/ },
+    frank: { read: /^reports\/.+$/, lineage: /^(reports|customers)\/.+$/, export: /^$/ },
+    grace: { read: /^$/, lineage: /^$/, export: /^(reports|customers)\/.+$/ },
+    heidi: { read: /^$/, lineage: /^$/, export: /^(reports|customers|secret)\/.+$/ },
+  };
+  // The objects each object's export shows (its lineage both ways, and what those executions used).
+  const shows: Record<string, string[]> = {
+    'customers/42': ['customers/42', 'secret/1', 'reports/42', 'reports/42/summary'],
+    'customers/7': ['customers/7'],
+    'secret/1': ['secret/1', 'customers/42', 'reports/42', 'reports/42/summary'],
+    'reports/42': ['customers/42', 'secret/1', 'reports/42', 'reports/42/summary'],
+    'reports/42/summary': ['customers/42', 'secret/1', 'reports/42', 'reports/42/summary'],
   };
   const exists = (id: string): boolean => id !== 'missing/1';
 
-  it('answers 200 exactly where a grant allows it, on data, versions, lineage and replay jobs', async () => {
+  it('answers 200 exactly where a grant allows it, on data, versions, lineage, exports and replay jobs', async () => {
     const times = [undefined, String(fx.objects.between), new Date().toISOString()];
     let oks = 0;
     let checked = 0;
@@ -308,10 +318,21 @@ describe('a matrix of principals × objects × times', () => {
             expect([400, 404], `${p} lineage ${id}${q}`).toContain(trace.status);
             await trace.arrayBuffer();
           }
+          const exported = await get(`${url}/export/${enc(id)}${q}`, token);
+          const text = await exported.text();
+          checked++;
+          if (exported.status === 200) {
+            // Before the reports were derived, customers/42 had no lineage but itself.
+            const shown = t === String(fx.objects.between) ? [id] : (shows[id] ?? []);
+            expect(existedThen && shown.every((o) => may[p].export.test(o)), `${p} export ${id}${q}`).toBe(true);
+          } else if (exported.status === 403) {
+            expect(may[p].export.test(id) && existedThen, `${p} export ${id}${q}: 403 only where the object itself may be exported`).toBe(true);
+            expect(text).not.toContain('secret/');
+          } else expect(exported.status, `${p} export ${id}${q}`).toBe(404);
         }
       }
     }
-    expect(checked).toBe(principals.length * objectIds.length * times.length * 3);
+    expect(checked).toBe(principals.length * objectIds.length * times.length * 4);
     expect(oks).toBeGreaterThan(10);
   }, 120_000);
 
@@ -375,3 +396,44 @@ describe('fuzz', () => {
     );
   }, 180_000);
 });
+
+describe('GET /export/{objectId}', () => {
+  it("exports an object's lineage as PROV-JSON when every object it shows is covered by export grants", async () => {
+    const res = await get(`${url}/export/${enc('reports/42')}?format=prov-json`, fx.tokens.heidi);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/^application\/json/);
+    expect(res.headers.get('content-disposition')).toBe('attachment; filename="reports_42.json"');
+    const doc = (await res.json()) as { activity?: Record<string, unknown>; entity?: Record<string, unknown> };
+    // The two executions of the lineage (enrich made reports/42, summary made reports/42/summary).
+    expect(Object.keys(doc.activity ?? {})).toHaveLength(2);
+    expect(res.headers.get('provenant-executions')).toBe('2');
+    expect(JSON.stringify(doc.entity)).toContain(fx.objects.report.versionId);
+    const cypher = await get(`${url}/export/${enc('reports/42')}?format=cypher`, fx.tokens.heidi);
+    expect(cypher.status).toBe(200);
+    expect(await cypher.text()).toMatch(/CREATE|MERGE/);
+  });
+
+  it('refuses (403, counting, not naming) an export whose lineage shows an object the token may not export', async () => {
+    // grace may export customers/* and reports/*, but reports/42 was made from secret/1.
+    const res = await get(`${url}/export/${enc('reports/42')}`, fx.tokens.grace);
+    expect(res.status).toBe(403);
+    const body = await problem(res);
+    expect(body.detail).toContain('1 object or stream');
+    expect(JSON.stringify(body)).not.toContain('secret');
+    // customers/42 alone: its lineage (down) reaches reports/42, whose execution used secret/1.
+    expect((await get(`${url}/export/${enc('customers/42')}`, fx.tokens.grace)).status).toBe(403);
+  });
+
+  it('answers an object the token may not export exactly as a missing one (404); bad format 400', async () => {
+    const hidden = await get(`${url}/export/${enc('secret/1')}`, fx.tokens.grace);
+    const missing = await get(`${url}/export/${enc('customers/999')}`, fx.tokens.grace);
+    expect([hidden.status, missing.status]).toEqual([404, 404]);
+    const [a, b] = [await problem(hidden), await problem(missing)];
+    expect(a.code).toBe(b.code);
+    expect((await get(`${url}/export/${enc('customers/42')}`, fx.tokens.dave)).status).toBe(404); // read and lineage, no export
+    const bad = await get(`${url}/export/${enc('reports/42')}?format=xml`, fx.tokens.heidi);
+    expect(bad.status).toBe(400);
+    expect((await problem(bad)).detail).toContain('format');
+  });
+});
+
