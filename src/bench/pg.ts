@@ -7,15 +7,21 @@
  *   by 1, 2 and 4 `provenant worker` processes (the example flights pipeline, segments of
  *   `segmentSize` records, one checkpoint each) into a fresh PostgreSQL schema; wall time from the
  *   first worker's start to the last one's exit.
+ *
+ * Run alone: `npm run build && node dist/bench/pg.js` (40,000 records, or BENCH_PG_RECORDS; merges
+ * its figures into bench/results/latest.json). `npm run bench` runs it with everything else.
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { runPipeline, type SourceRecord } from '../pipeline/execute.js';
-import type { LoadedPipeline } from '../pipeline/load.js';
+import { loadPipelineFile, type LoadedPipeline } from '../pipeline/load.js';
+import { vegaDatasetPath } from '../sources/datasets.js';
+import { readRecords } from '../sources/files.js';
 import { publishRecords } from '../sources/jetstream.js';
 import { PostgresStore } from '../store/postgres/postgres-store.js';
 import { SqliteStore } from '../store/sqlite/sqlite-store.js';
@@ -147,4 +153,20 @@ export async function benchPostgres(records: SourceRecord[], twoSteps: LoadedPip
   } finally {
     await dropSchemas(schemas).catch(() => undefined);
   }
+}
+
+const isMain = process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url);
+if (isMain) {
+  const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+  const records: SourceRecord[] = [];
+  for await (const r of readRecords(vegaDatasetPath('flights-3m.parquet'), { limit: Number(process.env.BENCH_PG_RECORDS ?? 40_000) })) records.push(r);
+  const pipelineFile = join(repo, 'examples', 'flights', 'pipeline.ts');
+  const loaded = await loadPipelineFile(pipelineFile);
+  const twoSteps = { ...loaded, definition: { ...loaded.definition, steps: loaded.definition.steps.slice(0, 2) } };
+  const results = await benchPostgres(records, twoSteps, pipelineFile, join(repo, 'dist', 'cli', 'main.js'));
+  const outFile = resolve(process.env.BENCH_OUT ?? join(repo, 'bench', 'results', 'latest.json'));
+  const previous = existsSync(outFile) ? (JSON.parse(readFileSync(outFile, 'utf8')) as { name: string }[]) : [];
+  writeFileSync(outFile, `${JSON.stringify([...previous.filter((p) => !p.name.startsWith('pg.')), ...results], null, 2)}\n`);
+  const width = Math.max(...results.map((r) => r.name.length));
+  process.stdout.write(results.map((r) => `${r.name.padEnd(width)}  ${String(r.value).padStart(10)} ${r.unit}`).join('\n') + `\n\nMerged into ${outFile}\n`);
 }

@@ -28,27 +28,41 @@ export interface BlobRow {
 
 const digestOf = (hash: string): Buffer => Buffer.from(hash.slice(7), 'hex');
 
-/** Insert blobs (within the caller's transaction); ones already stored are skipped. Large ones go in chunks. */
+/**
+ * Insert blobs (within the caller's transaction); ones already stored are skipped. Large ones go
+ * in chunks. The digests and the bytes each travel as one binary parameter, cut by offset in SQL.
+ */
 export async function insertBlobs(client: pg.ClientBase, values: Iterable<{ hex: string; bytes: Buffer }>): Promise<void> {
-  const hexes: string[] = [];
-  const sizes: number[] = [];
-  const bytes: Buffer[] = [];
+  const small: { hex: string; bytes: Buffer }[] = [];
+  let total = 0;
   for (const v of values) {
     if (v.bytes.byteLength > CHUNKED_ABOVE) {
       await insertChunked(client, Buffer.from(v.hex, 'hex'), v.bytes);
       continue;
     }
-    hexes.push(v.hex);
-    sizes.push(v.bytes.byteLength);
-    bytes.push(v.bytes);
+    small.push(v);
+    total += v.bytes.byteLength;
   }
-  if (hexes.length === 0) return;
+  if (small.length === 0) return;
+  const digests = Buffer.allocUnsafe(small.length * 32);
+  const data = Buffer.allocUnsafe(total);
+  const at: number[] = [];
+  const sizes: number[] = [];
+  let o = 0;
+  small.forEach((v, i) => {
+    digests.write(v.hex, i * 32, 32, 'hex');
+    data.set(v.bytes, o);
+    at.push(o);
+    sizes.push(v.bytes.byteLength);
+    o += v.bytes.byteLength;
+  });
   await client.query({
-    name: 'provenant_insert_blobs',
+    name: 'provenant_insert_blobs_v2',
     text: `INSERT INTO blobs (hash, size, location, bytes)
-           SELECT decode(h, 'hex'), s, 0, b FROM unnest($1::text[], $2::bigint[], $3::bytea[]) AS t(h, s, b)
+           SELECT substring($1::bytea from (n - 1)::int * 32 + 1 for 32), s, 0, substring($2::bytea from a + 1 for s)
+           FROM unnest($3::int[], $4::int[]) WITH ORDINALITY AS t(a, s, n)
            ON CONFLICT (hash) DO NOTHING`,
-    values: [hexes, sizes, bytes],
+    values: [digests, data, at, sizes],
   });
 }
 

@@ -302,6 +302,15 @@ CREATE INDEX access_log_by_time ON access_log (time);
 ${['tokens', 'token_revocations', 'access_log'].map(appendOnly).join('\n')}
 `,
   },
+  {
+    version: 5,
+    name: 'blobs keyed by their hash alone (no sequence column: one index less per blob written)',
+    sql: `
+ALTER TABLE blobs DROP COLUMN seq;
+ALTER TABLE blobs DROP CONSTRAINT blobs_hash_key;
+ALTER TABLE blobs ADD PRIMARY KEY (hash);
+`,
+  },
 ];
 
 /** The newest PostgreSQL schema version this code knows. */

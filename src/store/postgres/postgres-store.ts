@@ -421,32 +421,42 @@ export class PostgresStore implements Store {
     await insertBlobs(client, batch.values.values());
     if (c.id.length > 0) {
       try {
+        // Digests come out of one binary parameter ($1) by offset; -1 is NULL.
         await client.query({
-          name: 'provenant_insert_executions',
+          name: 'provenant_insert_executions_v2',
           text: `INSERT INTO executions (id, run, step_version, inputs, output, params, context, started, duration, status,
                                         error, nondeterminism, encodings, stream, "offset", record_hash)
-                 SELECT id, run, sv, decode(inputs, 'hex'), decode(output, 'hex'), decode(params, 'hex'), decode(ctx, 'hex'),
-                        started, duration, status, decode(err, 'hex'), decode(nd, 'hex'), enc, stream, off, decode(rh, 'hex')
-                 FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[],
-                             $9::bigint[], $10::smallint[], $11::text[], $12::text[], $13::bytea[], $14::text[], $15::bigint[], $16::text[])
-                   AS t(id, run, sv, inputs, output, params, ctx, started, duration, status, err, nd, enc, stream, off, rh)`,
+                 SELECT id, run, sv, substring($1::bytea from ia + 1 for il),
+                        CASE WHEN oa < 0 THEN NULL ELSE substring($1::bytea from oa + 1 for 32) END,
+                        substring($1::bytea from pa + 1 for 32), substring($1::bytea from ca + 1 for 32),
+                        started, duration, status,
+                        CASE WHEN ea < 0 THEN NULL ELSE substring($1::bytea from ea + 1 for 32) END,
+                        CASE WHEN na < 0 THEN NULL ELSE substring($1::bytea from na + 1 for 32) END,
+                        CASE WHEN ga < 0 THEN NULL ELSE substring($1::bytea from ga + 1 for gl) END,
+                        stream, off, substring($1::bytea from ra + 1 for 32)
+                 FROM unnest($2::uuid[], $3::bigint[], $4::bigint[], $5::int[], $6::int[], $7::int[], $8::int[], $9::int[], $10::bigint[],
+                             $11::bigint[], $12::smallint[], $13::int[], $14::int[], $15::int[], $16::int[], $17::text[], $18::bigint[], $19::int[])
+                   AS t(id, run, sv, ia, il, oa, pa, ca, started, duration, status, ea, na, ga, gl, stream, off, ra)`,
           values: [
+            batch.heap.bytes(),
             c.id,
             c.runId.map((id) => runs.get(id)),
             c.stepKey.map((k) => steps.get(k)),
-            c.inputs,
-            c.output,
-            c.params,
-            c.context,
+            c.inputsAt,
+            c.inputsLength,
+            c.outputAt,
+            c.paramsAt,
+            c.contextAt,
             c.started,
             c.duration,
             c.status,
-            c.error,
-            c.nondeterminism,
-            c.encodings,
+            c.errorAt,
+            c.nondeterminismAt,
+            c.encodingsAt,
+            c.encodingsLength,
             c.stream,
             c.offset,
-            c.recordHash,
+            c.recordHashAt,
           ],
         });
       } catch (err) {
