@@ -31,3 +31,8 @@ export function print(json: boolean, value: unknown, human: () => string): void 
 export function printList<T>(json: boolean, list: readonly T[], empty: string, human: (items: readonly T[]) => string): void {
   print(json, list, () => (list.length === 0 ? empty : human(list)));
 }
+
+/** A repeatable commander option's parser: each value appended, in order. */
+export function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}

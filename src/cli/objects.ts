@@ -13,7 +13,7 @@ import { lineage, renderLineageTree } from '../objects/lineage.js';
 import { formatPolicy, gc, listPolicies, materialize, setPolicy } from '../objects/materialize.js';
 import { deriveObject, listObjectVersions, putObject, type ObjectVersion } from '../objects/versions.js';
 import { prepareStep } from '../step/register.js';
-import { print, printList, storeOption, withStore, type StoreOpts } from './common.js';
+import { collect, print, printList, storeOption, withStore, type StoreOpts } from './common.js';
 import { count, paint, shortHash, table } from './format.js';
 
 const CONTENT_TYPES: Readonly<Record<string, string>> = {
@@ -27,10 +27,6 @@ const CONTENT_TYPES: Readonly<Record<string, string>> = {
   '.xml': 'application/xml',
   '.pdf': 'application/pdf',
 };
-
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
-}
 
 function parseJsonOption(name: string, text: string | undefined): JsonValue {
   if (text === undefined) return {};

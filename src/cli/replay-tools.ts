@@ -20,13 +20,9 @@ import type { Store } from '../store/store.js';
 import { whatIf, type WhatIfResult } from '../whatif/whatif.js';
 import { count, isoUs, paint, shortHash, table } from './format.js';
 import { Progress } from './progress.js';
-import { print, storeOption, withStore } from './common.js';
+import { collect, print, storeOption, withStore } from './common.js';
 
 const STEP_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
-
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
-}
 
 /** A `--replace` before it is resolved against the store. */
 export interface ReplaceSpec {

@@ -10,8 +10,12 @@ import { copyStore, type CopyReport } from '../store/copy.js';
 import { DEFAULT_STORE, migrateStore, openStore } from '../store/open.js';
 import { loadPipelineFile } from '../pipeline/load.js';
 import { getJob, listJobs, runWorker, submitJob } from '../worker/worker.js';
+import type { ContentHash, JsonValue } from '../hash/canonical.js';
+import { parseTime } from '../objects/refs.js';
+import { prepareStep } from '../step/register.js';
+import { substitutionsOf } from './replay-tools.js';
 import { count, isoUs, table } from './format.js';
-import { print, printList, storeOption, withStore, type StoreOpts } from './common.js';
+import { collect, print, printList, storeOption, withStore, type StoreOpts } from './common.js';
 import { Progress } from './progress.js';
 
 /** Add `migrate`, `copy`, `worker` and `jobs` to the program. */
@@ -102,29 +106,55 @@ export function addScaleCommands(program: Command): void {
   const jobs = program.command('jobs').description('replay jobs queued in a PostgreSQL store and taken by workers');
   jobs
     .command('submit')
-    .description('queue a replay (verify) of a stream\'s checkpoints for the workers')
+    .description("queue a job for the workers: a replay (verify) of a stream's checkpoints, a what-if (with --replace/--param), or an as-of read (with --object)")
     .addOption(storeOption())
-    .requiredOption('--stream <id>', 'the stream whose checkpoints to replay')
+    .option('--stream <id>', 'the stream whose checkpoints to replay (replay, what-if)')
     .option('--run <id>', 'the run to replay (default: the latest over the stream)')
     .option('--from <checkpoint>', 'first checkpoint')
     .option('--to <checkpoint>', 'last checkpoint, inclusive')
+    .option('--replace <stepId=code>', 'what-if: run another version of a step — a recorded version hash (or unique prefix), or a module file, stored and registered now; repeatable', collect, [])
+    .option('--param <stepId.name=json>', 'what-if: set a param of a step; repeatable', collect, [])
+    .option('--label <text>', 'what-if: a name for it')
+    .option('--object <id>', 'as-of read: the object')
+    .option('--as-of <time>', 'as-of read: the time (ISO 8601 with an offset, or epoch ms; default now)')
     .option('--attempts <n>', 'tries before the job fails (default 3)', positiveInt('--attempts'))
     .option('--json', 'machine-readable output')
-    .action(async (opts: StoreOpts & { stream: string; run?: string; from?: string; to?: string; attempts?: number; json?: boolean }) => {
-      const job = await withStore(opts, false, (store) =>
-        submitJob(
-          store,
-          {
+    .action(
+      async (
+        opts: StoreOpts & { stream?: string; run?: string; from?: string; to?: string; replace: string[]; param: string[]; label?: string; object?: string; asOf?: string; attempts?: number; json?: boolean },
+      ) => {
+        const job = await withStore(opts, false, async (store) => {
+          if (opts.object !== undefined) {
+            if (opts.stream !== undefined || opts.replace.length > 0 || opts.param.length > 0) {
+              throw new ProvenantError('INPUT_INVALID', '--object queues an as-of read: it does not take --stream, --replace or --param', { hint: 'Queue the replay or what-if as a job of its own.' });
+            }
+            return submitJob(store, { kind: 'asof', objectId: opts.object, asOfMs: opts.asOf === undefined ? Date.now() : parseTime(opts.asOf) }, opts.attempts ?? 3);
+          }
+          if (opts.stream === undefined) {
+            throw new ProvenantError('INPUT_INVALID', 'give --stream <id> (a replay or what-if) or --object <id> (an as-of read)', { hint: 'e.g. provenant jobs submit --stream flights --store postgres://…' });
+          }
+          const range = {
             streamId: opts.stream,
             ...(opts.run === undefined ? {} : { runId: opts.run }),
             ...(opts.from === undefined ? {} : { from: opts.from }),
             ...(opts.to === undefined ? {} : { to: opts.to }),
-          },
-          opts.attempts ?? 3,
-        ),
-      );
-      print(opts.json === true, job, () => `queued job ${job.id} (replay of ${opts.stream}); follow it with \`provenant jobs show ${job.id}\``);
-    });
+          };
+          if (opts.replace.length === 0 && opts.param.length === 0) return submitJob(store, { kind: 'replay', ...range }, opts.attempts ?? 3);
+          // A job names recorded versions only (a worker elsewhere cannot read a local file): a
+          // module given here is stored and registered as a version of its step first.
+          const subs = await substitutionsOf(store, opts.replace, opts.param);
+          const substitutions: Record<string, { versionHash?: ContentHash; params?: Record<string, JsonValue> }> = {};
+          for (const [stepId, sub] of Object.entries(subs)) {
+            let versionHash: ContentHash | undefined;
+            if (sub.code !== undefined) versionHash = 'versionHash' in sub.code ? sub.code.versionHash : (await prepareStep(store, stepId, { module: sub.code.module, ...(sub.code.export === undefined ? {} : { export: sub.code.export }) })).versionHash;
+            substitutions[stepId] = { ...(versionHash === undefined ? {} : { versionHash }), ...(sub.params === undefined ? {} : { params: { ...sub.params } }) };
+          }
+          return submitJob(store, { kind: 'whatif', ...range, substitutions, ...(opts.label === undefined ? {} : { label: opts.label }) }, opts.attempts ?? 3);
+        });
+        const what = job.kind === 'asof' ? `as-of read of ${opts.object ?? ''}` : `${job.kind === 'whatif' ? 'what-if' : 'replay'} of ${opts.stream ?? ''}`;
+        print(opts.json === true, job, () => `queued job ${job.id} (${what}); follow it with \`provenant jobs show ${job.id}\``);
+      },
+    );
   jobs
     .command('list')
     .description('list jobs, newest first')

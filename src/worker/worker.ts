@@ -21,20 +21,23 @@
  * contiguous, make each one replayable on its own, and make "exactly once" checkable with SQL.
  * Limit: stateful steps keep state per segment (each segment is its own run), not across the stream.
  *
- * Jobs (`jobs` table): replays queued by `provenant jobs submit`, taken by free workers the same
+ * Jobs (`jobs` table): replays, what-ifs and as-of reads queued by `provenant jobs submit`, taken by free workers the same
  * way (lease, `SKIP LOCKED`), retried by another worker when the lease of a dead one passes, up to
  * `max_attempts`.
  */
 import { hostname } from 'node:os';
 import { ProvenantError, errorMessage } from '../errors.js';
-import { canonicalize, type JsonValue } from '../hash/canonical.js';
+import { canonicalize, type ContentHash, type JsonValue } from '../hash/canonical.js';
 import { newId } from '../ids.js';
+import { getAsOf } from '../objects/asof.js';
+import { validateObjectId } from '../objects/refs.js';
 import { runPipeline, type PipelineResult } from '../pipeline/execute.js';
 import type { LoadedPipeline } from '../pipeline/load.js';
 import { replay } from '../replay/range.js';
 import { openJetStreamSource, type JetStreamSource } from '../sources/jetstream.js';
 import { PostgresStore } from '../store/postgres/postgres-store.js';
 import type { Store } from '../store/store.js';
+import { whatIf } from '../whatif/whatif.js';
 
 /** The server's clock in epoch microseconds (leases use one clock for every worker). */
 const NOW_US = `(extract(epoch from clock_timestamp()) * 1000000)::bigint`;
@@ -313,19 +316,43 @@ async function drained(store: PostgresStore, source: JetStreamSource, group: str
 
 // ---- jobs ---------------------------------------------------------------------------------------
 
-/** A replay queued for the workers. */
+/** A replay (verify) queued for the workers. `kind` may be left out. */
 export interface ReplayJobSpec {
+  readonly kind?: 'replay';
   readonly streamId: string;
   readonly runId?: string;
   readonly from?: string;
   readonly to?: string;
 }
 
+/** A what-if queued for the workers: recorded step versions (and params) substituted over a range. */
+export interface WhatIfJobSpec {
+  readonly kind: 'whatif';
+  readonly streamId: string;
+  readonly runId?: string;
+  readonly from?: string;
+  readonly to?: string;
+  /** Per step: a recorded version to run instead, and/or params to set. */
+  readonly substitutions: Readonly<Record<string, { readonly versionHash?: ContentHash; readonly params?: Readonly<Record<string, JsonValue>> }>>;
+  readonly label?: string;
+}
+
+/** An as-of read queued for the workers: the object as it was at `asOfMs`, recomputed if need be. */
+export interface AsOfJobSpec {
+  readonly kind: 'asof';
+  readonly objectId: string;
+  /** Epoch milliseconds. */
+  readonly asOfMs: number;
+}
+
+/** What a job does. */
+export type JobSpec = ReplayJobSpec | WhatIfJobSpec | AsOfJobSpec;
+
 /** A job as listed. */
 export interface JobInfo {
   readonly id: string;
-  readonly kind: 'replay';
-  readonly spec: ReplayJobSpec;
+  readonly kind: 'replay' | 'whatif' | 'asof';
+  readonly spec: JobSpec;
   readonly status: 'queued' | 'running' | 'done' | 'failed';
   readonly attempts: number;
   readonly maxAttempts: number;
@@ -357,8 +384,8 @@ const JOB_COLUMNS = 'id::text AS id, kind, spec, status, attempts, max_attempts,
 function toJob(row: JobRow): JobInfo {
   return {
     id: row.id,
-    kind: row.kind as 'replay',
-    spec: JSON.parse(row.spec) as ReplayJobSpec,
+    kind: row.kind as JobInfo['kind'],
+    spec: JSON.parse(row.spec) as JobSpec,
     status: row.status as JobInfo['status'],
     attempts: row.attempts,
     maxAttempts: row.max_attempts,
@@ -371,14 +398,29 @@ function toJob(row: JobRow): JobInfo {
   };
 }
 
-/** Queue a replay for the workers; returns the job. */
-export async function submitJob(store: Store, spec: ReplayJobSpec, maxAttempts = 3): Promise<JobInfo> {
+/**
+ * Queue a job for the workers — a replay (verify), a what-if or an as-of read; returns the job.
+ * @throws ProvenantError INPUT_INVALID for a malformed spec (before anything is queued)
+ */
+export async function submitJob(store: Store, spec: JobSpec, maxAttempts = 3): Promise<JobInfo> {
   const pgStore = requirePostgres(store, 'queuing a job');
+  const kind = spec.kind ?? 'replay';
+  if (kind === 'asof') {
+    const a = spec as AsOfJobSpec;
+    validateObjectId(a.objectId);
+    if (!Number.isSafeInteger(a.asOfMs) || a.asOfMs < 0) throw new ProvenantError('INPUT_INVALID', `as-of time ${String(a.asOfMs)} is not epoch milliseconds`, { context: { objectId: a.objectId } });
+  }
+  if (kind === 'whatif') {
+    const w = spec as WhatIfJobSpec;
+    if (Object.keys(w.substitutions).length === 0) {
+      throw new ProvenantError('INPUT_INVALID', 'a what-if job needs at least one substitution', { hint: 'Give --substitute <stepId>=<versionHash> (a recorded version, see `provenant steps`).', context: { streamId: w.streamId } });
+    }
+  }
   const id = newId();
   const r = await pgStore.withClient((c) =>
     c.query<JobRow>(
-      `INSERT INTO jobs (id, kind, spec, status, max_attempts, submitted) VALUES ($1, 'replay', $2, 'queued', $3, ${NOW_US}) RETURNING ${JOB_COLUMNS}`,
-      [id, canonicalize(spec), maxAttempts],
+      `INSERT INTO jobs (id, kind, spec, status, max_attempts, submitted) VALUES ($1, $2, $3, 'queued', $4, ${NOW_US}) RETURNING ${JOB_COLUMNS}`,
+      [id, kind, canonicalize(spec as unknown as JsonValue), maxAttempts],
     ),
   );
   return toJob(r.rows[0] as JobRow);
@@ -417,16 +459,38 @@ async function claimJob(store: PostgresStore, workerId: string, leaseMs: number)
 }
 
 async function runJob(store: PostgresStore, job: JobRow, workerId: string): Promise<{ status: 'done' | 'failed' | 'queued'; error?: string }> {
-  const spec = JSON.parse(job.spec) as ReplayJobSpec;
+  const spec = JSON.parse(job.spec) as JobSpec;
+  const context = { source: 'worker', principal: workerId };
   try {
-    const result = await replay(store, {
-      streamId: spec.streamId,
-      ...(spec.runId === undefined ? {} : { runId: spec.runId }),
-      ...(spec.from === undefined ? {} : { from: spec.from }),
-      ...(spec.to === undefined ? {} : { to: spec.to }),
-      context: { source: 'worker', principal: workerId },
-    });
-    const { divergences: _d, ...summary } = result;
+    let summary: unknown;
+    if (job.kind === 'asof') {
+      const a = spec as AsOfJobSpec;
+      const r = await getAsOf(store, a.objectId, a.asOfMs, { context });
+      summary = { objectId: r.objectId, asOf: new Date(a.asOfMs).toISOString(), versionId: r.version.versionId, contentHash: r.contentHash, contentType: r.contentType, bytes: r.bytes.byteLength, obtained: r.obtained, executionsRun: r.executionsRun, cacheHits: r.cacheHits };
+    } else {
+      const range = {
+        streamId: (spec as ReplayJobSpec).streamId,
+        ...((spec as ReplayJobSpec).runId === undefined ? {} : { runId: (spec as ReplayJobSpec).runId as string }),
+        ...((spec as ReplayJobSpec).from === undefined ? {} : { from: (spec as ReplayJobSpec).from as string }),
+        ...((spec as ReplayJobSpec).to === undefined ? {} : { to: (spec as ReplayJobSpec).to as string }),
+      };
+      if (job.kind === 'whatif') {
+        const w = spec as WhatIfJobSpec;
+        const result = await whatIf(store, {
+          ...range,
+          substitutions: Object.fromEntries(
+            Object.entries(w.substitutions).map(([stepId, sub]) => [stepId, { ...(sub.versionHash === undefined ? {} : { code: { versionHash: sub.versionHash } }), ...(sub.params === undefined ? {} : { params: sub.params }) }]),
+          ),
+          ...(w.label === undefined ? {} : { label: w.label }),
+          context,
+          maxRecordDiffs: 100,
+        });
+        summary = result;
+      } else {
+        const { divergences: _d, ...rest } = await replay(store, { ...range, context });
+        summary = rest;
+      }
+    }
     await store.withClient((c) =>
       c.query(`UPDATE jobs SET status = 'done', finished = ${NOW_US}, result = $2, lease_until = NULL, error = NULL WHERE id = $1 AND worker = $3`, [
         job.id,

@@ -7,11 +7,13 @@
  * queued with `provenant jobs submit` is taken by a worker and verifies.
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { canonicalize, sha256 } from '../../src/hash/canonical.js';
 import { publishRecords } from '../../src/sources/jetstream.js';
 import { cliJson } from '../helpers/cli.js';
 import { ensureDist } from '../helpers/dist.js';
@@ -119,6 +121,7 @@ describeWithService(POSTGRES, up, 'several workers on one stream (PostgreSQL + J
   let nc: NatsConnection;
   let jsm: JetStreamManager;
   let pipeline: string;
+  let projectDir: string;
   const streams: string[] = [];
 
   beforeAll(async () => {
@@ -137,6 +140,7 @@ export default definePipeline({ name: 'keyed', failurePolicy: 'dead-letter', ste
 }`,
     });
     pipeline = join(dir, 'pipeline.ts');
+    projectDir = dir;
   }, 180_000);
 
   afterAll(async () => {
@@ -185,6 +189,31 @@ export default definePipeline({ name: 'keyed', failurePolicy: 'dead-letter', ste
     expect(done.result.diverged).toBe(0);
     expect(done.result.matched).toBe(done.result.executions);
     expect(done.result.executions).toBeGreaterThan(0);
+
+    // A what-if (another version of `tag`, a module stored and registered at submit) and an as-of
+    // read, queued together and taken by a free worker.
+    writeFileSync(join(projectDir, 'tag-v2.ts'), 'export default function tag(r: { key: string; seq: number }) {\n  return { key: r.key, seq: r.seq, work: -1 };\n}\n');
+    const whatif = await cliJson<{ id: string; kind: string; spec: { substitutions: Record<string, { versionHash: string }> } }>(['jobs', 'submit', '--stream', `jetstream:${name}`, '--replace', `tag=${join(projectDir, 'tag-v2.ts')}`, '--label', 'work off', '--store', store, '--json']);
+    expect(whatif.kind).toBe('whatif');
+    expect(whatif.spec.substitutions.tag?.versionHash).toMatch(/^sha256:[0-9a-f]{64}$/);
+    const objectFile = join(projectDir, 'customer.json');
+    writeFileSync(objectFile, JSON.stringify({ id: 42, name: 'Ada' }));
+    await cliJson(['put', 'customers/42', objectFile, '--store', store, '--json']);
+    const asof = await cliJson<{ id: string; kind: string }>(['jobs', 'submit', '--object', 'customers/42', '--store', store, '--json']);
+    expect(asof.kind).toBe('asof');
+    const w2 = startWorker(pipeline, store, name);
+    expect(await w2.exit, w2.stderr).toBe(0);
+    const whatifDone = await cliJson<{ status: string; result: { label: string; records: number; recordOutcomes: { changed: number; unchanged: number }; substitutions: Record<string, { versionHash: string }> } }>(['jobs', 'show', whatif.id, '--store', store, '--json']);
+    expect(whatifDone.status).toBe('done');
+    expect(whatifDone.result.label).toBe('work off');
+    expect(whatifDone.result.records).toBeGreaterThan(0);
+    // Every record's output changed (work is now -1).
+    expect(whatifDone.result.recordOutcomes.changed).toBe(whatifDone.result.records);
+    expect(whatifDone.result.substitutions.tag?.versionHash).toBe(whatif.spec.substitutions.tag?.versionHash);
+    const asofDone = await cliJson<{ status: string; result: { objectId: string; obtained: string; contentHash: string; executionsRun: number } }>(['jobs', 'show', asof.id, '--store', store, '--json']);
+    expect(asofDone.status).toBe('done');
+    expect(asofDone.result).toMatchObject({ objectId: 'customers/42', obtained: 'read', executionsRun: 0 });
+    expect(asofDone.result.contentHash).toBe(sha256(canonicalize({ id: 42, name: 'Ada' })));
   }, 240_000);
 
   it('PostgreSQL restarted during a run: the workers reconnect and go on; no COMPLETE checkpoint is lost and every record is processed exactly once', async () => {

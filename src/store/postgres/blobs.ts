@@ -44,6 +44,9 @@ export async function insertBlobs(client: pg.ClientBase, values: Iterable<{ hex:
     total += v.bytes.byteLength;
   }
   if (small.length === 0) return;
+  // In hash order: two transactions inserting overlapping sets then take their row locks in the
+  // same order and cannot deadlock.
+  small.sort((a, b) => (a.hex < b.hex ? -1 : a.hex > b.hex ? 1 : 0));
   const digests = Buffer.allocUnsafe(small.length * 32);
   const data = Buffer.allocUnsafe(total);
   const at: number[] = [];

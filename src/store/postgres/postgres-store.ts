@@ -418,7 +418,6 @@ export class PostgresStore implements Store {
         values: [[...batch.contexts.keys()], [...batch.contexts.values()]],
       });
     }
-    await insertBlobs(client, batch.values.values());
     if (c.id.length > 0) {
       try {
         // Digests come out of one binary parameter ($1) by offset; -1 is NULL.
@@ -476,6 +475,11 @@ export class PostgresStore implements Store {
         [batch.deadLetters.map((d) => d.executionId), batch.deadLetters.map((d) => runOf.get(d.executionId)), batch.deadLetters.map((d) => d.reason)],
       );
     }
+    // The values last (before the checkpoint, which checks its own): workers writing at once often
+    // store the same new values, and a value row another worker's open transaction is inserting
+    // makes this one wait until that transaction ends — inserted last, they are held only until
+    // the commit, not for the whole batch.
+    await insertBlobs(client, batch.values.values());
     if (checkpoint !== undefined) {
       if (checkpoint.end !== undefined && this.#commitGuard !== undefined) await this.#commitGuard(client, checkpoint);
       await applyTransition(client, checkpoint, this.location, runSeq);
