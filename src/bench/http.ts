@@ -141,7 +141,7 @@ async function counters(url: string, token: string): Promise<Map<string, number>
 /** The HTTP figures. */
 export async function benchHttp(options: { seconds?: number; concurrency?: number } = {}): Promise<BenchResult[]> {
   const seconds = options.seconds ?? 10; // autocannon's own default duration
-  const concurrency = options.concurrency ?? 16;
+  const concurrency = options.concurrency ?? Number(process.env.BENCH_HTTP_CONNECTIONS ?? 10); // autocannon's own default
   const dir = mkdtempSync(join(tmpdir(), 'provenant-bench-http-'));
   let child: ChildProcess | undefined;
   try {
@@ -166,11 +166,13 @@ export async function benchHttp(options: { seconds?: number; concurrency?: numbe
         });
     }, 1000);
     process.stderr.write('HTTP: warming up…\n');
-    // Both kinds of reads until the server's memory settles (JIT, caches, the recompute workers'
-    // heaps): growth is measured from here.
+    // Both kinds of reads, in the order measured below, until the server's memory settles (JIT,
+    // caches, the recompute workers' heaps). Growth is measured from here, like for like: from
+    // the end of one kept-then-recomputed round to the end of the next.
     await load(url, token, kept, 5, concurrency);
     await load(url, token, derived, 5, concurrency);
-    await load(url, token, kept, 2, concurrency);
+    await load(url, token, kept, 3, concurrency);
+    await load(url, token, derived, 3, concurrency);
     const rssBefore = rssOf(child.pid as number);
     process.stderr.write(`HTTP: kept as-of reads for ${seconds} s…\n`);
     const pid = child.pid as number;
