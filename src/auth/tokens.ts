@@ -101,29 +101,39 @@ export async function authenticate(store: Store, token: string | undefined, nowM
 }
 
 /**
- * An {@link authenticate} for a server: a token that authenticated is remembered for `ttlMs`
- * (default 1 s), so that a server under load does not look every request's token up in the store.
- * Expiry is still checked on every request; a revocation takes effect within `ttlMs`. Unknown,
- * malformed and refused tokens are never remembered. At most `max` tokens are kept (oldest out).
+ * An {@link authenticate} for a server: a token that authenticated is remembered, so that a
+ * server under load does not look every request's token up in the store, until any token is
+ * revoked — every request first asks the store how many revocations it holds (a cheap local read
+ * on the embedded store) and forgets every remembered token when that number changed. So a
+ * revocation, from this process or another, takes effect on the next request. Expiry is checked
+ * on every request. Unknown, malformed and refused tokens are never remembered; at most `max`
+ * tokens are (oldest out). A store that cannot count revocations cheaply gets no cache.
  */
-export function cachedAuthenticator(store: Store, options: { ttlMs?: number; max?: number } = {}): (token: string | undefined) => Promise<Authentication> {
-  const ttlMs = options.ttlMs ?? 1000;
+export function cachedAuthenticator(store: Store, options: { max?: number } = {}): (token: string | undefined) => Promise<Authentication> {
+  const count = store.revocationCount;
+  if (count === undefined) return (token) => authenticate(store, token);
   const max = options.max ?? 10_000;
-  const cache = new Map<string, { auth: Authentication & { ok: true }; untilMs: number }>();
+  const cache = new Map<string, Authentication & { ok: true }>();
+  let revocations = -1;
   return async (token) => {
     const now = Date.now();
+    const n = await count();
+    if (n !== revocations) {
+      cache.clear();
+      revocations = n;
+    }
     if (token !== undefined) {
       const hit = cache.get(token);
-      if (hit !== undefined && hit.untilMs > now) {
-        const expires = hit.auth.token.expiresUs;
-        if (expires === null || expires > now * 1000) return hit.auth;
+      if (hit !== undefined) {
+        const expires = hit.token.expiresUs;
+        if (expires === null || expires > now * 1000) return hit;
+        cache.delete(token);
       }
-      if (hit !== undefined) cache.delete(token);
     }
     const auth = await authenticate(store, token, now);
     if (auth.ok && token !== undefined) {
       if (cache.size >= max) cache.delete(cache.keys().next().value as string);
-      cache.set(token, { auth, untilMs: now + ttlMs });
+      cache.set(token, auth);
     }
     return auth;
   };

@@ -45,8 +45,6 @@ export interface ServerOptions {
   readonly keepAliveTimeoutMs?: number;
   /** Requests per principal (per address without a valid token) per window; `false`: no limit. Default 6,000 per minute. */
   readonly rateLimit?: { readonly max: number; readonly windowMs: number } | false;
-  /** How long a token that authenticated is remembered, in ms (a revocation takes effect within it). Default 1,000; 0 looks every request's token up. */
-  readonly tokenCacheMs?: number;
   /** Time and memory budget of a request's recomputation (as-of reads, on-read transforms). Default 10 s, at most 1,000 executions and 256 MiB of intermediate values; no recomputation starts while the server's heap is over `maxHeapMb` (default 1,024). */
   readonly recompute?: {
     readonly timeoutMs?: number;
@@ -168,7 +166,7 @@ export async function createServer(store: Store, options: ServerOptions = {}): P
     },
   });
 
-  const authenticateToken = cachedAuthenticator(store, { ttlMs: options.tokenCacheMs ?? 1000 });
+  const authenticateToken = cachedAuthenticator(store);
   app.addHook('onRequest', async (request, reply) => {
     const header = request.headers.traceparent;
     const match = typeof header === 'string' ? TRACEPARENT.exec(header.trim().toLowerCase()) : null;

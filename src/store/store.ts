@@ -235,6 +235,13 @@ export interface Store {
    * @throws ProvenantError NOT_FOUND for an unknown token id
    */
   revokeToken(tokenId: string, revokedUs: number): Promise<TokenInfo>;
+  /**
+   * How many revocations the store holds, when the backend can say so much more cheaply than it
+   * finds a token (the embedded store: a local read). A server remembers tokens that
+   * authenticated and forgets them all as soon as this number changes; without it, every request
+   * looks its token up.
+   */
+  readonly revocationCount?: () => Promise<number>;
   /** Append entries to the access log, in one transaction. */
   appendAccessLog(entries: readonly AccessLogEntry[]): Promise<void>;
   /** Access log entries, oldest first. */

@@ -28,7 +28,7 @@
 import { hostname } from 'node:os';
 import { ProvenantError, errorMessage } from '../errors.js';
 import { canonicalize, type ContentHash, type JsonValue } from '../hash/canonical.js';
-import { newId } from '../ids.js';
+import { newId, nowUs } from '../ids.js';
 import { getAsOf } from '../objects/asof.js';
 import { validateObjectId } from '../objects/refs.js';
 import { runPipeline, type PipelineResult } from '../pipeline/execute.js';
@@ -228,6 +228,8 @@ async function processSegment(
   const { start_offset: start, end_offset: end } = segment;
   // A previous holder may have committed the checkpoint and died before marking the segment done.
   const previous = await completeCheckpointOf(store, group, source.streamId, start);
+  // Earlier attempts that died left their run open and its checkpoint IN_PROGRESS: end them.
+  if (segment.attempts > 1) await closeAbandonedAttempts(store, group, source.streamId, start, workerId, previous);
   let runId = previous;
   let records = 0;
   // The fence: the segment's checkpoint commits only while this worker still holds the segment (the
@@ -258,7 +260,7 @@ async function processSegment(
           // One checkpoint for the whole segment: it commits with all of its executions, or not at all.
           checkpoint: { everyRecords: end - start + 1, intervalMs: 2 ** 31 - 1, maxExecutions: Number.MAX_SAFE_INTEGER },
           context: { source: 'worker', principal: workerId },
-          runOptions: { worker: { group, segment: start, end, worker: workerId } },
+          runOptions: { worker: { group, stream: source.streamId, segment: start, end, worker: workerId } },
         });
         break;
       } catch (err) {
@@ -285,6 +287,51 @@ async function processSegment(
     ]),
   );
   return { runId, records };
+}
+
+/**
+ * End what earlier, dead attempts at a segment left open: each IN_PROGRESS checkpoint FAILED
+ * ("abandoned", no executions — none of them committed) and each run `failed`, naming the worker
+ * that took the segment over. The run that completed the segment, if any, is left alone.
+ */
+async function closeAbandonedAttempts(store: PostgresStore, group: string, streamId: string, start: number, workerId: string, completedRunId: string | null): Promise<void> {
+  const r = await store.withClient((c) =>
+    c.query<{ id: string }>(
+      `SELECT r.id FROM runs r LEFT JOIN run_ends e ON e.run = r.seq
+       WHERE e.run IS NULL AND (r.options::jsonb -> 'worker' ->> 'group') = $1 AND (r.options::jsonb -> 'worker' ->> 'segment')::bigint = $2
+         AND ((r.options::jsonb -> 'worker' ->> 'stream') = $3
+              OR ((r.options::jsonb -> 'worker' ->> 'stream') IS NULL AND EXISTS (SELECT 1 FROM checkpoints c WHERE c.run = r.seq AND c.stream = $3)))`,
+      [group, start, streamId],
+    ),
+  );
+  for (const { id: runId } of r.rows) {
+    if (runId === completedRunId) continue;
+    const reason = `abandoned: the worker's lease on segment ${start} of ${streamId} passed before this checkpoint completed; worker ${workerId} took the segment over`;
+    for (const c of await store.listCheckpoints({ runId })) {
+      if (c.status !== 'IN_PROGRESS') continue;
+      await store.applyCheckpoint({
+        end: {
+          checkpointId: c.checkpointId,
+          status: 'FAILED',
+          endOffset: c.startOffset,
+          endedUs: nowUs(),
+          records: 0,
+          executions: 0,
+          failed: 0,
+          deadLettered: 0,
+          firstExecutionId: null,
+          lastExecutionId: null,
+          stateHash: null,
+          sinkPosition: null,
+          inputSliceHash: null,
+          reason,
+        },
+      });
+    }
+    await store.endRun({ runId, endedUs: nowUs(), status: 'failed', summary: { reason } }).catch((err: unknown) => {
+      if (!(err instanceof ProvenantError && err.code === 'RUN_CLOSED')) throw err;
+    });
+  }
 }
 
 /** The run of a COMPLETE checkpoint of this group starting at `start`, or null. */

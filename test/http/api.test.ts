@@ -70,6 +70,7 @@ describe('public routes and the OpenAPI document', () => {
         'GET /objects',
         'GET /streams',
         'GET /executions/{id}/detail',
+        'GET /export/{objectId}',
         'GET /steps/{stepId}/versions/{hash}/source',
         'GET /replays/{id}/executions',
       ].sort(),
@@ -137,19 +138,14 @@ describe('authentication', () => {
     }
   });
 
-  it('stops accepting a token revoked while the server runs within the token cache time (1 s)', async () => {
+  it('stops accepting a token revoked while the server runs at the next request, though the server remembers tokens', async () => {
     const { token } = await createToken(fx.store, { principal: 'temp', grants: ['steps:*'] });
     expect((await get(`${url}/steps`, token)).status).toBe(200);
     expect((await get(`${url}/steps`, token)).status).toBe(200); // now remembered by the server
     await revokeToken(fx.store, (await fx.store.listTokens()).find((t) => t.principal === 'temp')!.id);
-    const revokedAt = Date.now();
-    let status = 200;
-    while (status === 200 && Date.now() - revokedAt < 3000) {
-      status = (await get(`${url}/steps`, token)).status;
-      if (status === 200) await new Promise((r) => setTimeout(r, 50));
-    }
-    expect(status).toBe(401);
-    expect(Date.now() - revokedAt).toBeLessThan(1500);
+    const res = await get(`${url}/steps`, token);
+    expect(res.status).toBe(401);
+    expect(((await problem(res)).context as { reason: string }).reason).toBe('revoked');
   });
 
   it('refuses before reading a body: an unauthenticated POST gets 401 even with a malformed body', async () => {

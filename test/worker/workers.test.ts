@@ -178,6 +178,20 @@ export default definePipeline({ name: 'keyed', failurePolicy: 'dead-letter', ste
     const result = await completeOutputs(store, `jetstream:${name}`);
     expect(result.checkpoints).toBe(segs.rowCount);
     expectExactlyOnce(result, total);
+    // Nothing is left open: the killed worker's run and checkpoint were ended by the worker that
+    // took its segment over (FAILED, "abandoned", no executions).
+    const open = await rawPg((c) =>
+      c.query<{ checkpoints: number; runs: number }>(
+        `SELECT (SELECT count(*)::int FROM ${schema}.checkpoints c WHERE NOT EXISTS (SELECT 1 FROM ${schema}.checkpoint_ends e WHERE e.checkpoint = c.seq)) AS checkpoints,
+                (SELECT count(*)::int FROM ${schema}.runs r WHERE NOT EXISTS (SELECT 1 FROM ${schema}.run_ends e WHERE e.run = r.seq)) AS runs`,
+      ),
+    );
+    expect(open.rows[0]).toEqual({ checkpoints: 0, runs: 0 });
+    const failedEnds = await rawPg((c) => c.query<{ reason: string; executions: number }>(`SELECT reason, executions FROM ${schema}.checkpoint_ends WHERE status = 'FAILED'`));
+    for (const e of failedEnds.rows) {
+      expect(e.reason).toMatch(/^abandoned: the worker's lease on segment \d+ of jetstream:\S+ passed/);
+      expect(Number(e.executions)).toBe(0);
+    }
 
     // A replay job, queued and taken by a free worker, verifies one of the runs.
     const job = await cliJson<{ id: string; status: string }>(['jobs', 'submit', '--stream', `jetstream:${name}`, '--store', store, '--json']);

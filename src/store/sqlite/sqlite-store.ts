@@ -674,6 +674,8 @@ export class SqliteStore implements Store {
    * request, and on the main connection (64 MiB cache) the new log pages would stay cached and
    * grow the process's memory by up to that much under load.
    */
+  readonly revocationCount = async (): Promise<number> => (this.#stmt.revocationCount.get() as { n: number }).n;
+
   async appendAccessLog(entries: readonly AccessLogEntry[]): Promise<void> {
     if (entries.length === 0) return;
     if (this.#log === undefined) {
@@ -806,6 +808,7 @@ function prepareStatements(db: Database.Database) {
     findToken: db.prepare(`${TOKEN_SELECT} WHERE t.hash = ?`),
     getToken: db.prepare(`${TOKEN_SELECT} WHERE t.id = ?`),
     listTokens: db.prepare(`${TOKEN_SELECT} ORDER BY t.seq`),
+    revocationCount: db.prepare('SELECT count(*) AS n FROM token_revocations'),
     insertRevocation: db.prepare('INSERT OR IGNORE INTO token_revocations (token, revoked) SELECT seq, ? FROM tokens WHERE id = ?'),
     executionSketches: db.prepare(`
       SELECT e.id, sv.step_id, sv.version_hash, e.inputs, e.output, e.params, e.status, e.error, e.nondeterminism,
