@@ -153,18 +153,21 @@ export async function benchHttp(options: { seconds?: number; concurrency?: numbe
     const asOf = encodeURIComponent(new Date().toISOString());
     const kept = Array.from({ length: OBJECTS }, (_, i) => `/data/flights/${i}?as_of=${asOf}`);
     const derived = Array.from({ length: DERIVED }, (_, i) => `/data/flights/${i}/normalized?as_of=${asOf}`);
+    // BENCH_HTTP_RSS_TRACE=1: the server's RSS, heap and external memory each second, to stderr.
     const rssTrace: string[] = [];
-    const tracer = setInterval(() => {
-      const rss = (rssOf(server.child.pid as number) / 1048576).toFixed(0);
-      if (process.env.BENCH_HTTP_RSS_TRACE === undefined) return void rssTrace.push(rss);
-      void fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${token}` } })
-        .then((res) => res.text())
-        .then((text) => {
-          const heap = /^provenant_nodejs_heap_size_used_bytes ([0-9.e+]+)$/m.exec(text)?.[1];
-          const ext = /^provenant_nodejs_external_memory_bytes ([0-9.e+]+)$/m.exec(text)?.[1];
-          rssTrace.push(`${rss}/${(Number(heap) / 1048576).toFixed(0)}/${(Number(ext) / 1048576).toFixed(0)}`);
-        });
-    }, 1000);
+    const tracer =
+      process.env.BENCH_HTTP_RSS_TRACE === undefined
+        ? undefined
+        : setInterval(() => {
+            const rss = (rssOf(server.child.pid as number) / 1048576).toFixed(0);
+            void fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${token}` } })
+              .then((res) => res.text())
+              .then((text) => {
+                const heap = /^provenant_nodejs_heap_size_used_bytes ([0-9.e+]+)$/m.exec(text)?.[1];
+                const ext = /^provenant_nodejs_external_memory_bytes ([0-9.e+]+)$/m.exec(text)?.[1];
+                rssTrace.push(`${rss}/${(Number(heap) / 1048576).toFixed(0)}/${(Number(ext) / 1048576).toFixed(0)}`);
+              });
+          }, 1000);
     process.stderr.write('HTTP: warming up…\n');
     // Both kinds of reads, in the order measured below, until the server's memory settles (JIT,
     // caches, the recompute workers' heaps). Growth is measured from here, like for like: from
@@ -189,7 +192,7 @@ export async function benchHttp(options: { seconds?: number; concurrency?: numbe
     const load1 = (await import('node:os')).loadavg()[0] ?? 0;
     const rssAfter = rssOf(child.pid as number);
     clearInterval(tracer);
-    if (process.env.BENCH_HTTP_RSS_TRACE !== undefined) process.stderr.write(`server RSS/heap used/external each second (MiB): ${rssTrace.join(' ')}\n`);
+    if (tracer !== undefined) process.stderr.write(`server RSS/heap used/external each second (MiB): ${rssTrace.join(' ')}\n`);
     const setup = `autocannon ${autocannonVersion}, ${concurrency} keep-alive connections, closed loop, ${seconds} s, loopback; server and load generator share this machine's 2 cores (the generator used ${Math.round(k.generatorCpuUs)} µs of CPU per request; 1-minute load average ${round(load1, 1)} at the end)`;
     return [
       { name: 'http.asof_kept_rps', unit: 'requests/s', value: Math.round(k.requests / k.seconds), extra: `GET /data/flights/<i>?as_of=<now> over ${OBJECTS} kept originals, bearer token, access log on; ${setup}; target >= 5000` },

@@ -6,6 +6,7 @@
  * checkpoint, the latest one opened after it.
  */
 import { ProvenantError } from '../errors.js';
+import { nowUs } from '../ids.js';
 import type { CheckpointQuery, CheckpointRecord } from '../store/records.js';
 import type { Store } from '../store/store.js';
 
@@ -183,4 +184,34 @@ export async function streamTimeline(store: Store, streamId: string, options: { 
     });
   }
   return timeline.sort((a, b) => a.startOffset - b.startOffset);
+}
+
+/**
+ * End a checkpoint that a stopped process left IN_PROGRESS: FAILED, with no executions (none of
+ * them committed), and `abandoned: <why>` as its reason — what {@link isAbandoned} recognizes.
+ */
+export async function endAbandoned(store: Store, checkpoint: CheckpointRecord, why: string): Promise<void> {
+  await store.applyCheckpoint({
+    end: {
+      checkpointId: checkpoint.checkpointId,
+      status: 'FAILED',
+      endOffset: checkpoint.startOffset,
+      endedUs: nowUs(),
+      records: 0,
+      executions: 0,
+      failed: 0,
+      deadLettered: 0,
+      firstExecutionId: null,
+      lastExecutionId: null,
+      stateHash: null,
+      sinkPosition: null,
+      inputSliceHash: null,
+      reason: `abandoned: ${why}`,
+    },
+  });
+}
+
+/** Whether a checkpoint was ended by {@link endAbandoned}: an attempt cut off, not a failure. */
+export function isAbandoned(c: CheckpointRecord): boolean {
+  return c.status === 'FAILED' && c.end?.executions === 0 && (c.end.reason ?? '').startsWith('abandoned:');
 }

@@ -7,6 +7,7 @@
  * export is a document to hand on, not a view to cut.
  */
 import type { FastifyInstance } from 'fastify';
+import { ProvenantError } from '../errors.js';
 import { exportFormat, exportFormats, selectExecutions, type ExportScope } from '../export/index.js';
 import type { ContentHash } from '../hash/canonical.js';
 import { asOfMicros, parseTime } from '../objects/refs.js';
@@ -61,7 +62,7 @@ export function registerExportRoutes(app: FastifyInstance, parts: ServerParts): 
           for (const h of new Set(hashes)) for (const v of await store.findObjectVersions({ contentHash: h })) shown.add(v.objectId);
         }
       } catch (err) {
-        if (err instanceof Error && 'code' in err && err.code === 'NOT_FOUND') throw objectNotFound(objectId);
+        if (err instanceof ProvenantError && err.code === 'NOT_FOUND') throw objectNotFound(objectId);
         throw err;
       }
       const uncovered = [...shown].filter((id) => (id.startsWith('stream ') ? allow(request, 'stream', id.slice(7)) : allow(request, 'export', id)) === undefined);

@@ -11,13 +11,12 @@ import { isAbsolute, resolve } from 'node:path';
 import { inspect } from 'node:util';
 import { ProvenantError, errorMessage } from '../errors.js';
 import { encodeValue, hashValue, type EncodedValue, type JsonValue } from '../hash/canonical.js';
-import { nowUs } from '../ids.js';
 import type { CheckpointEnd, CheckpointRecord, ExecutionContext, FailurePolicy, RunStatus } from '../store/records.js';
 import type { Store } from '../store/store.js';
 import { CanonicalValue, continueRun, startRun, type Run, type RunSummary } from '../capture/run.js';
 import { loadStep, type LoadedStep } from '../step/runtime.js';
 import { Checkpointer, DEFAULT_CHECKPOINT_POLICY, type CheckpointPolicy } from '../checkpoint/checkpointer.js';
-import { allCheckpoints, chainOf } from '../checkpoint/chain.js';
+import { allCheckpoints, chainOf, endAbandoned, isAbandoned } from '../checkpoint/chain.js';
 import { encodeRecordedPipeline, readRecordedPipeline, type RecordedPipeline } from '../checkpoint/recorded-pipeline.js';
 import { functionSink, NdjsonFileSink, type Sink } from '../checkpoint/sink.js';
 import { FileSource, type FileFormat } from '../sources/files.js';
@@ -274,25 +273,7 @@ export async function resumePipeline(store: Store, runId: string, options: Resum
     }
     // End what the crash left open: abandoned, no executions.
     for (const c of all) {
-      if (c.status !== 'IN_PROGRESS') continue;
-      await store.applyCheckpoint({
-        end: {
-          checkpointId: c.checkpointId,
-          status: 'FAILED',
-          endOffset: c.startOffset,
-          endedUs: nowUs(),
-          records: 0,
-          executions: 0,
-          failed: 0,
-          deadLettered: 0,
-          firstExecutionId: null,
-          lastExecutionId: null,
-          stateHash: null,
-          sinkPosition: null,
-          inputSliceHash: null,
-          reason: `abandoned: the run's process stopped before this checkpoint completed; resumed from ${lastComplete?.checkpointId ?? 'the start of the run'}`,
-        },
-      });
+      if (c.status === 'IN_PROGRESS') await endAbandoned(store, c, `the run's process stopped before this checkpoint completed; resumed from ${lastComplete?.checkpointId ?? 'the start of the run'}`);
     }
     const recorded = await readRecordedPipeline(store, (lastComplete ?? first).pipelineHash);
     const steps: ReadyStep[] = [];
@@ -345,9 +326,6 @@ export async function resumePipeline(store: Store, runId: string, options: Resum
   }
 }
 
-function isAbandoned(c: CheckpointRecord): boolean {
-  return c.status === 'FAILED' && c.end?.executions === 0 && (c.end.reason ?? '').startsWith('abandoned:');
-}
 
 /** Reopen a recorded NDJSON sink. */
 function openRecordedSink(spec: JsonValue): Sink | undefined {

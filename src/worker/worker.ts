@@ -26,6 +26,7 @@
  * `max_attempts`.
  */
 import { hostname } from 'node:os';
+import { endAbandoned } from '../checkpoint/chain.js';
 import { ProvenantError, errorMessage } from '../errors.js';
 import { canonicalize, type ContentHash, type JsonValue } from '../hash/canonical.js';
 import { newId, nowUs } from '../ids.js';
@@ -306,29 +307,9 @@ async function closeAbandonedAttempts(store: PostgresStore, group: string, strea
   );
   for (const { id: runId } of r.rows) {
     if (runId === completedRunId) continue;
-    const reason = `abandoned: the worker's lease on segment ${start} of ${streamId} passed before this checkpoint completed; worker ${workerId} took the segment over`;
-    for (const c of await store.listCheckpoints({ runId })) {
-      if (c.status !== 'IN_PROGRESS') continue;
-      await store.applyCheckpoint({
-        end: {
-          checkpointId: c.checkpointId,
-          status: 'FAILED',
-          endOffset: c.startOffset,
-          endedUs: nowUs(),
-          records: 0,
-          executions: 0,
-          failed: 0,
-          deadLettered: 0,
-          firstExecutionId: null,
-          lastExecutionId: null,
-          stateHash: null,
-          sinkPosition: null,
-          inputSliceHash: null,
-          reason,
-        },
-      });
-    }
-    await store.endRun({ runId, endedUs: nowUs(), status: 'failed', summary: { reason } }).catch((err: unknown) => {
+    const why = `the worker's lease on segment ${start} of ${streamId} passed before this checkpoint completed; worker ${workerId} took the segment over`;
+    for (const c of await store.listCheckpoints({ runId })) if (c.status === 'IN_PROGRESS') await endAbandoned(store, c, why);
+    await store.endRun({ runId, endedUs: nowUs(), status: 'failed', summary: { reason: `abandoned: ${why}` } }).catch((err: unknown) => {
       if (!(err instanceof ProvenantError && err.code === 'RUN_CLOSED')) throw err;
     });
   }

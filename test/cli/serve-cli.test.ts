@@ -3,13 +3,13 @@
  * child process, tokens created, listed and revoked by other processes against the same store,
  * and the access log read back by `audit` after the server stopped.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openStore, putObject } from '../../src/index.js';
 import { cli, cliJson } from '../helpers/cli.js';
 import { ensureDist } from '../helpers/dist.js';
-import { DIST_CLI, REPO_ROOT } from '../helpers/paths.js';
+import { serve, stop } from '../helpers/serve.js';
 import { makeTempDir } from '../helpers/temp.js';
 
 let dir: string;
@@ -23,32 +23,6 @@ interface TokenJson {
   grants: string[];
   state: string;
   expires: string | null;
-}
-
-/** Start `provenant serve` on a free port; resolves with its URL once it listens. */
-function serve(store: string): Promise<{ child: ChildProcess; url: string }> {
-  return new Promise((resolve, reject) => {
-    const c = spawn(process.execPath, [DIST_CLI, 'serve', '--store', store, '--port', '0', '--json'], { cwd: REPO_ROOT, env: { ...process.env, NO_COLOR: '1' } });
-    let out = '';
-    let err = '';
-    c.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-      try {
-        resolve({ child: c, url: (JSON.parse(out) as { url: string }).url });
-      } catch {
-        // not all of it yet
-      }
-    });
-    c.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    c.on('exit', (code) => reject(new Error(`provenant serve exited ${code}: ${err}`)));
-  });
-}
-
-function stop(c: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    c.once('exit', () => resolve());
-    c.kill('SIGTERM');
-  });
 }
 
 beforeAll(async () => {

@@ -8,7 +8,7 @@
  *
  * Skipped loudly when /usr/bin/chromium is missing; under CI=true that fails instead.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
@@ -16,8 +16,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createToken, deriveObject, gc, openStore, putObject, setPolicy, startRun } from '../../src/index.js';
 import { cliJson } from '../helpers/cli.js';
 import { ensureDist } from '../helpers/dist.js';
-import { DIST_CLI, REPO_ROOT } from '../helpers/paths.js';
+import { REPO_ROOT } from '../helpers/paths.js';
 import { IN_CI } from '../helpers/services.js';
+import { serve, stop } from '../helpers/serve.js';
 import { makeTempDir } from '../helpers/temp.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -30,25 +31,6 @@ if (!haveChromium) {
   const message = `UI browser tests: ${CHROMIUM} is missing (apt-get install chromium)`;
   if (IN_CI) throw new Error(`${message}; CI must run them`);
   process.stderr.write(`\n*** SKIPPED: ${message} ***\n\n`);
-}
-
-/** Start `provenant serve` on a free port; resolves with its URL once it listens. */
-export function serve(store: string): Promise<{ child: ChildProcess; url: string }> {
-  return new Promise((resolve, reject) => {
-    const c = spawn(process.execPath, [DIST_CLI, 'serve', '--store', store, '--port', '0', '--json'], { cwd: REPO_ROOT, env: { ...process.env, NO_COLOR: '1' } });
-    let out = '';
-    let err = '';
-    c.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-      try {
-        resolve({ child: c, url: (JSON.parse(out) as { url: string }).url });
-      } catch {
-        // not all of it yet
-      }
-    });
-    c.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    c.on('exit', (code) => reject(new Error(`provenant serve exited ${code}: ${err}`)));
-  });
 }
 
 let dir: string;
@@ -144,13 +126,7 @@ describe.skipIf(!haveChromium)('web UI in headless Chromium', () => {
 
   afterAll(async () => {
     await browser?.close();
-    if (child !== undefined && child.exitCode === null) {
-      const c = child;
-      await new Promise<void>((resolve) => {
-        c.once('exit', () => resolve());
-        c.kill('SIGTERM');
-      });
-    }
+    if (child !== undefined) await stop(child);
   });
 
   it('serves the UI at / with hashed assets cached as immutable', async () => {
@@ -293,10 +269,7 @@ describe.skipIf(!haveChromium)('web UI in headless Chromium', () => {
       expect(await page.locator('svg.graph .node.match text.title').isVisible()).toBe(true);
       await shot('lineage-large');
     } finally {
-      await new Promise<void>((resolve) => {
-        server.child.once('exit', () => resolve());
-        server.child.kill('SIGTERM');
-      });
+      await stop(server.child);
     }
   });
 
