@@ -77,27 +77,31 @@ function quoted(s: string | null): string | undefined {
 
 /**
  * Quoted forms of the fields that repeat from one execution to the next (run, step, params,
- * context, stream), remembered for the last value seen: most calls reuse them unchanged.
+ * context, stream): a pipeline's steps take turns, so the forms of the last few values seen are
+ * remembered (forgotten all at once past {@link RecentQuoted.max} distinct values).
  */
-class LastQuoted {
-  #value: string | null | undefined = undefined;
-  #text: string | undefined;
+class RecentQuoted {
+  static readonly max = 256;
+  readonly #texts = new Map<string | null, string | undefined>();
   constructor(private readonly quote: (s: string | null) => string | undefined) {}
   get(value: string | null): string | undefined {
-    if (value !== this.#value) {
-      this.#value = value;
-      this.#text = this.quote(value);
+    let text = this.#texts.get(value);
+    if (text === undefined) {
+      text = this.quote(value);
+      if (text === undefined) return undefined;
+      if (this.#texts.size >= RecentQuoted.max) this.#texts.clear();
+      this.#texts.set(value, text);
     }
-    return this.#text;
+    return text;
   }
 }
 
-const lastRun = new LastQuoted(safeQuoted);
-const lastFunction = new LastQuoted(quoted);
-const lastVersion = new LastQuoted(safeQuoted);
-const lastParams = new LastQuoted(safeQuoted);
-const lastContext = new LastQuoted(safeQuoted);
-const lastStream = new LastQuoted(quoted);
+const lastRun = new RecentQuoted(safeQuoted);
+const lastFunction = new RecentQuoted(quoted);
+const lastVersion = new RecentQuoted(safeQuoted);
+const lastParams = new RecentQuoted(safeQuoted);
+const lastContext = new RecentQuoted(safeQuoted);
+const lastStream = new RecentQuoted(quoted);
 
 /**
  * The canonical record hash of an execution. It is computed once per execution, so it writes

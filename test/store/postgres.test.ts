@@ -47,6 +47,22 @@ describeWithService(POSTGRES, available, 'PostgresStore', () => {
   }
 
   describe('what only this backend does', () => {
+    it('keeps a stream id with quotes, backslashes, commas and braces exactly, through the batch path', async () => {
+      const store = await openStore(freshPgUrl());
+      try {
+        const run = await createRun(store);
+        const step = await registerStep(store, 'step', 'the code', run.id);
+        const odd = 'in "quoted" \\back\\slash, {braced} NULL';
+        const e = buildExecution({ runId: run.id, step, output: { ok: 1 }, streamId: odd, offset: 7 });
+        const plain = buildExecution({ runId: run.id, step, output: { ok: 2 }, streamId: null, offset: null });
+        await append(store, [e, plain]);
+        expect(await store.getExecution(e.record.id)).toEqual(e.record);
+        expect((await store.getExecution(plain.record.id))?.streamId).toBeNull();
+      } finally {
+        await store.close();
+      }
+    });
+
     it('keeps everything across close and reopen, and a second process sees it at once', async () => {
       const url = freshPgUrl();
       const a = await openStore(url);

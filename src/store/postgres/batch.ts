@@ -12,18 +12,56 @@ import type { AddValueOptions, ExecutionBatchBuilder } from '../store.js';
 import type { ExecutionContext, ExecutionWrite, ValueWrite } from '../records.js';
 import { encodeEncodings } from '../sqlite/packed-batch.js';
 
-const HASH_RE = /^sha256:[0-9a-f]{64}$/;
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** True for `sha256:` and 64 lowercase hex digits (a loop: cheaper than the RegExp on the hot path). */
+function isHash(s: string): boolean {
+  if (s.length !== 71 || !s.startsWith('sha256:')) return false;
+  for (let i = 7; i < 71; i++) {
+    const c = s.charCodeAt(i);
+    if (!((c >= 48 && c <= 57) || (c >= 97 && c <= 102))) return false;
+  }
+  return true;
+}
 
 /** The hex digest of a content hash, validated. */
 export function hexOf(hash: string, what: string): string {
-  if (!HASH_RE.test(hash)) {
-    throw new ProvenantError('INPUT_INVALID', `${what} is not a content hash: ${hash.slice(0, 80)}`, {
+  if (typeof hash !== 'string' || !isHash(hash)) {
+    throw new ProvenantError('INPUT_INVALID', `${what} is not a content hash: ${String(hash).slice(0, 80)}`, {
       hint: 'A content hash is sha256: followed by 64 lowercase hex digits.',
-      context: { hash: hash.slice(0, 80) },
+      context: { hash: String(hash).slice(0, 80) },
     });
   }
   return hash.slice(7);
+}
+
+/**
+ * PostgreSQL's text form of an array of numbers (or NULLs), e.g. `{1,2,NULL}`: what node-postgres
+ * would send, made with one native `join` instead of quoting and escaping element by element.
+ * Only for values whose text needs no quoting: safe integers and UUIDs (checked when added).
+ */
+export function pgArrayText(values: readonly (number | string | null | undefined)[]): string {
+  return `{${values.map((v) => (v === null || v === undefined ? 'NULL' : v)).join(',')}}`;
+}
+
+/** PostgreSQL's text form of an array of strings (or NULLs), each element quoted once per distinct value. */
+export function pgTextArrayText(values: readonly (string | null)[]): string {
+  const quoted = new Map<string, string>();
+  const parts = values.map((v) => {
+    if (v === null) return 'NULL';
+    let q = quoted.get(v);
+    if (q === undefined) {
+      q = `"${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
+      quoted.set(v, q);
+    }
+    return q;
+  });
+  return `{${parts.join(',')}}`;
+}
+
+/** {@link pgArrayText} for arrays without NULLs (no per-element callback). */
+export function pgDenseArrayText(values: readonly (number | string)[]): string {
+  return `{${values.join(',')}}`;
 }
 
 function checkUuid(id: string): void {
@@ -32,10 +70,11 @@ function checkUuid(id: string): void {
   }
 }
 
-/** A value in a batch: its digest and bytes. */
+/** A value in a batch: its digest, and where its bytes are in {@link PgBatch.valueHeap}. */
 export interface BatchValue {
   readonly hex: string;
-  readonly bytes: Buffer;
+  readonly at: number;
+  readonly size: number;
 }
 
 /**
@@ -60,6 +99,15 @@ export class ByteHeap {
     const at = this.#len;
     this.#len += this.#buf.write(hex, at, 32, 'hex');
     return at;
+  }
+
+  /** Append a string's UTF-8 bytes; returns their offset and length. */
+  addUtf8(text: string): { at: number; size: number } {
+    this.#room(text.length * 3);
+    const at = this.#len;
+    const size = this.#buf.write(text, at, 'utf8');
+    this.#len += size;
+    return { at, size };
   }
 
   /** Append bytes; returns their offset. */
@@ -107,7 +155,10 @@ export const stepKey = (stepId: string, versionHash: string): string => `${stepI
 
 /** A batch being filled for a {@link PostgresStore}. */
 export class PgBatch implements ExecutionBatchBuilder {
+  /** The batch's distinct values by hex digest; their bytes are in {@link valueHeap}. */
   readonly values = new Map<string, BatchValue>();
+  /** The bytes of the batch's values, end to end. */
+  readonly valueHeap = new ByteHeap();
   /** Context digests (hex) to their canonical JSON. */
   readonly contexts = new Map<string, string>();
   /** The digests and encodings of the executions (see {@link ExecutionColumns}). */
@@ -135,6 +186,21 @@ export class PgBatch implements ExecutionBatchBuilder {
   readonly deadLetters: { executionId: string; reason: string }[] = [];
   #lastContext: ExecutionContext | undefined;
   #valueCount = 0;
+  /**
+   * Where a content hash's digest already is in {@link heap}: params, context and the previous
+   * step's output (this step's input) recur, and are then neither validated nor copied again.
+   */
+  readonly #digestAt = new Map<string, number>();
+
+  /** The heap offset of a content hash's digest, validated and appended on first sight. */
+  #digest(hash: string, what: string): number {
+    let at = this.#digestAt.get(hash);
+    if (at === undefined) {
+      at = this.heap.addHex(hexOf(hash, what));
+      this.#digestAt.set(hash, at);
+    }
+    return at;
+  }
 
   get executionCount(): number {
     return this.columns.id.length;
@@ -149,18 +215,20 @@ export class PgBatch implements ExecutionBatchBuilder {
     const hex = hexOf(value.hash, 'value hash');
     this.#valueCount++;
     if (this.values.has(hex)) return;
-    const bytes = value.text !== undefined ? Buffer.from(value.text, 'utf8') : Buffer.from(value.bytes.buffer, value.bytes.byteOffset, value.bytes.byteLength);
-    // A copy of caller-owned bytes: the caller may reuse its buffer before the commit.
-    this.values.set(hex, { hex, bytes: value.text !== undefined ? bytes : Buffer.from(bytes) });
+    // Copied: the caller may reuse its buffer before the commit.
+    const { at, size } =
+      value.text !== undefined ? this.valueHeap.addUtf8(value.text) : { at: this.valueHeap.addBytes(value.bytes), size: value.bytes.byteLength };
+    this.values.set(hex, { hex, at, size });
   }
 
   addExecution(e: ExecutionWrite): void {
     checkUuid(e.id);
     // Everything is validated before anything is appended: a refused execution leaves no trace.
-    const inputs = e.inputHashes.map((h) => hexOf(h, 'input hash'));
-    const output = e.outputHash === null ? null : hexOf(e.outputHash, 'output hash');
-    const params = hexOf(e.paramsHash, 'params hash');
-    const contextHex = hexOf(e.contextHash, 'context hash');
+    const inputs = e.inputHashes.length === 1 ? null : e.inputHashes.map((h) => hexOf(h, 'input hash'));
+    if (inputs === null) this.#checkHash(e.inputHashes[0] as string, 'input hash');
+    if (e.outputHash !== null) this.#checkHash(e.outputHash, 'output hash');
+    this.#checkHash(e.paramsHash, 'params hash');
+    this.#checkHash(e.contextHash, 'context hash');
     const error = e.errorHash === null ? null : hexOf(e.errorHash, 'error hash');
     const nondeterminism = e.nondeterminismHash === null ? null : hexOf(e.nondeterminismHash, 'nondeterminism hash');
     if (!Number.isSafeInteger(e.startedUs) || !Number.isSafeInteger(e.endedUs) || (e.offset !== null && !Number.isSafeInteger(e.offset))) {
@@ -169,9 +237,12 @@ export class PgBatch implements ExecutionBatchBuilder {
     if (!e.runId.isWellFormed() || !e.functionId.isWellFormed() || (e.streamId !== null && !e.streamId.isWellFormed())) {
       throw new ProvenantError('INPUT_INVALID', `execution ${e.id}: an id has a lone surrogate`, { context: { executionId: e.id } });
     }
-    const recordHash = hexOf(executionRecordHash(e), 'record hash');
+    // Computed here from validated fields: a well-formed hash by construction.
+    const recordHash = executionRecordHash(e).slice(7);
     const encodings = encodeEncodings(e.outputEncoding, e.inputEncodings);
+    const contextAt = this.#digest(e.contextHash, 'context hash');
     if (e.context !== this.#lastContext) {
+      const contextHex = e.contextHash.slice(7);
       if (!this.contexts.has(contextHex)) this.contexts.set(contextHex, canonicalize(e.context));
       this.#lastContext = e.context;
     }
@@ -181,18 +252,23 @@ export class PgBatch implements ExecutionBatchBuilder {
     c.runId.push(e.runId);
     c.stepKey.push(stepKey(e.functionId, e.functionVersionHash));
     c.recordHashAt.push(heap.addHex(recordHash));
-    c.paramsAt.push(heap.addHex(params));
-    c.contextAt.push(heap.addHex(contextHex));
-    c.outputAt.push(output === null ? -1 : heap.addHex(output));
+    c.paramsAt.push(this.#digest(e.paramsHash, 'params hash'));
+    c.contextAt.push(contextAt);
+    c.outputAt.push(e.outputHash === null ? -1 : this.#digest(e.outputHash, 'output hash'));
     c.errorAt.push(error === null ? -1 : heap.addHex(error));
     c.nondeterminismAt.push(nondeterminism === null ? -1 : heap.addHex(nondeterminism));
     let inputsAt = -1;
-    for (const h of inputs) {
-      const at = heap.addHex(h);
-      if (inputsAt < 0) inputsAt = at;
+    if (inputs === null) {
+      inputsAt = this.#digest(e.inputHashes[0] as string, 'input hash');
+    } else {
+      // Several inputs lie side by side (one slice per execution).
+      for (const h of inputs) {
+        const at = heap.addHex(h);
+        if (inputsAt < 0) inputsAt = at;
+      }
     }
     c.inputsAt.push(inputsAt < 0 ? 0 : inputsAt);
-    c.inputsLength.push(inputs.length * 32);
+    c.inputsLength.push(e.inputHashes.length * 32);
     c.encodingsAt.push(encodings === null ? -1 : heap.addBytes(encodings));
     c.encodingsLength.push(encodings === null ? 0 : encodings.byteLength);
     c.started.push(e.startedUs);
@@ -200,6 +276,11 @@ export class PgBatch implements ExecutionBatchBuilder {
     c.status.push(e.status === 'ok' ? 0 : 1);
     c.stream.push(e.streamId);
     c.offset.push(e.offset);
+  }
+
+  /** Validate a content hash unless it is already in the heap (then it was validated). */
+  #checkHash(hash: string, what: string): void {
+    if (!this.#digestAt.has(hash)) hexOf(hash, what);
   }
 
   addDeadLetter(executionId: string, reason: string): void {

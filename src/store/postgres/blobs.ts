@@ -9,6 +9,7 @@ import { Readable } from 'node:stream';
 import type pg from 'pg';
 import { BlobCorruptError, BlobMissingError } from '../../errors.js';
 import type { ContentHash } from '../../hash/canonical.js';
+import { ByteHeap, pgDenseArrayText, type BatchValue } from './batch.js';
 
 /** Blobs larger than this are stored in chunks. */
 export const CHUNKED_ABOVE = 256 * 1024;
@@ -33,39 +34,46 @@ const digestOf = (hash: string): Buffer => Buffer.from(hash.slice(7), 'hex');
  * in chunks. The digests and the bytes each travel as one binary parameter, cut by offset in SQL.
  */
 export async function insertBlobs(client: pg.ClientBase, values: Iterable<{ hex: string; bytes: Buffer }>): Promise<void> {
-  const small: { hex: string; bytes: Buffer }[] = [];
-  let total = 0;
+  const heap = new ByteHeap();
+  const placed: BatchValue[] = [];
   for (const v of values) {
-    if (v.bytes.byteLength > CHUNKED_ABOVE) {
-      await insertChunked(client, Buffer.from(v.hex, 'hex'), v.bytes);
-      continue;
-    }
-    small.push(v);
-    total += v.bytes.byteLength;
+    if (v.bytes.byteLength > CHUNKED_ABOVE) await insertChunked(client, Buffer.from(v.hex, 'hex'), v.bytes);
+    else placed.push({ hex: v.hex, at: heap.addBytes(v.bytes), size: v.bytes.byteLength });
   }
-  if (small.length === 0) return;
+  await insertBlobHeap(client, heap.bytes(), placed);
+}
+
+/**
+ * Insert blobs whose bytes lie in one buffer (a batch's value heap), within the caller's
+ * transaction; ones already stored are skipped, large ones go in chunks.
+ */
+export async function insertBlobHeap(client: pg.ClientBase, data: Buffer, values: Iterable<BatchValue>): Promise<void> {
+  const byHex = new Map<string, BatchValue>();
+  for (const v of values) {
+    if (v.size > CHUNKED_ABOVE) await insertChunked(client, Buffer.from(v.hex, 'hex'), data.subarray(v.at, v.at + v.size));
+    else byHex.set(v.hex, v);
+  }
+  if (byHex.size === 0) return;
   // In hash order: two transactions inserting overlapping sets then take their row locks in the
-  // same order and cannot deadlock.
-  small.sort((a, b) => (a.hex < b.hex ? -1 : a.hex > b.hex ? 1 : 0));
-  const digests = Buffer.allocUnsafe(small.length * 32);
-  const data = Buffer.allocUnsafe(total);
-  const at: number[] = [];
-  const sizes: number[] = [];
-  let o = 0;
-  small.forEach((v, i) => {
+  // same order and cannot deadlock. (Hex digits sort as their digests do; the default sort
+  // compares natively, without a JavaScript callback per comparison.)
+  const order = [...byHex.keys()].sort();
+  const digests = Buffer.allocUnsafe(order.length * 32);
+  const at = new Array<number>(order.length);
+  const sizes = new Array<number>(order.length);
+  for (let i = 0; i < order.length; i++) {
+    const v = byHex.get(order[i] as string) as BatchValue;
     digests.write(v.hex, i * 32, 32, 'hex');
-    data.set(v.bytes, o);
-    at.push(o);
-    sizes.push(v.bytes.byteLength);
-    o += v.bytes.byteLength;
-  });
+    at[i] = v.at;
+    sizes[i] = v.size;
+  }
   await client.query({
     name: 'provenant_insert_blobs_v2',
     text: `INSERT INTO blobs (hash, size, location, bytes)
            SELECT substring($1::bytea from (n - 1)::int * 32 + 1 for 32), s, 0, substring($2::bytea from a + 1 for s)
            FROM unnest($3::int[], $4::int[]) WITH ORDINALITY AS t(a, s, n)
            ON CONFLICT (hash) DO NOTHING`,
-    values: [digests, data, at, sizes],
+    values: [digests, data, pgDenseArrayText(at), pgDenseArrayText(sizes)],
   });
 }
 

@@ -53,8 +53,8 @@ import type {
 } from '../records.js';
 import { decodeEncodings } from '../sqlite/packed-batch.js';
 import type { BlobLocation, ExecutionBatchBuilder, Store, StoreCapabilities, StoreStats } from '../store.js';
-import { PgBatch, hexOf } from './batch.js';
-import { LOCATION_CHUNKED, blobRow, chunkStream, insertBlobs, readBlob, writeStream } from './blobs.js';
+import { PgBatch, hexOf, pgArrayText, pgDenseArrayText, pgTextArrayText } from './batch.js';
+import { LOCATION_CHUNKED, blobRow, chunkStream, insertBlobHeap, insertBlobs, readBlob, writeStream } from './blobs.js';
 import { PG_CHECKPOINT_SELECT, applyTransition, toPgCheckpoint, type PgCheckpointRow } from './checkpoints.js';
 import * as access from './access.js';
 import { checkStreamId, toStreamSummary, type StreamSummaryRow } from '../shared-rows.js';
@@ -438,24 +438,24 @@ export class PostgresStore implements Store {
                    AS t(id, run, sv, ia, il, oa, pa, ca, started, duration, status, ea, na, ga, gl, stream, off, ra)`,
           values: [
             batch.heap.bytes(),
-            c.id,
-            c.runId.map((id) => runs.get(id)),
-            c.stepKey.map((k) => steps.get(k)),
-            c.inputsAt,
-            c.inputsLength,
-            c.outputAt,
-            c.paramsAt,
-            c.contextAt,
-            c.started,
-            c.duration,
-            c.status,
-            c.errorAt,
-            c.nondeterminismAt,
-            c.encodingsAt,
-            c.encodingsLength,
-            c.stream,
-            c.offset,
-            c.recordHashAt,
+            pgDenseArrayText(c.id),
+            pgArrayText(c.runId.map((id) => runs.get(id))),
+            pgArrayText(c.stepKey.map((k) => steps.get(k))),
+            pgDenseArrayText(c.inputsAt),
+            pgDenseArrayText(c.inputsLength),
+            pgDenseArrayText(c.outputAt),
+            pgDenseArrayText(c.paramsAt),
+            pgDenseArrayText(c.contextAt),
+            pgDenseArrayText(c.started),
+            pgDenseArrayText(c.duration),
+            pgDenseArrayText(c.status),
+            pgDenseArrayText(c.errorAt),
+            pgDenseArrayText(c.nondeterminismAt),
+            pgDenseArrayText(c.encodingsAt),
+            pgDenseArrayText(c.encodingsLength),
+            pgTextArrayText(c.stream),
+            pgArrayText(c.offset),
+            pgDenseArrayText(c.recordHashAt),
           ],
         });
       } catch (err) {
@@ -479,7 +479,7 @@ export class PostgresStore implements Store {
     // store the same new values, and a value row another worker's open transaction is inserting
     // makes this one wait until that transaction ends — inserted last, they are held only until
     // the commit, not for the whole batch.
-    await insertBlobs(client, batch.values.values());
+    await insertBlobHeap(client, batch.valueHeap.bytes(), batch.values.values());
     if (checkpoint !== undefined) {
       if (checkpoint.end !== undefined && this.#commitGuard !== undefined) await this.#commitGuard(client, checkpoint);
       await applyTransition(client, checkpoint, this.location, runSeq);
