@@ -6,7 +6,7 @@
  * Options (environment): BENCH_RECORDS (default 100000 records, each passing two steps),
  * BENCH_OUT (default bench/results/latest.json).
  */
-import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -240,29 +240,20 @@ async function benchStream(records: SourceRecord[], rounds: number) {
   };
 }
 
-async function main(): Promise<void> {
-  const n = Number(process.env.BENCH_RECORDS ?? 100_000);
-  const outFile = resolve(process.env.BENCH_OUT ?? join(repo, 'bench', 'results', 'latest.json'));
-  process.stderr.write(`Loading ${n.toLocaleString('en-US')} records from flights-3m.parquet…\n`);
-  const records = await loadRecords(n);
-  const meanBytes = Math.round(records.slice(0, 5000).reduce((s, r) => s + canonicalize(r.value).length, 0) / Math.min(5000, records.length));
+/** The parts of `npm run bench`, in the order they run (BENCH_ONLY picks some). */
+const PARTS = ['capture', 'stream', 'merkle', 'replay-tools', 'pg', 'objects', 'http', 'ui'];
 
+async function captureFigures(records: SourceRecord[], n: number, meanBytes: number): Promise<BenchResult[]> {
   // Warm up the JIT and the file system on a small slice, then measure.
   const warm = records.slice(0, 5000);
   const w = await benchCapture(warm);
   await benchBare(warm, w.steps, w.params);
   await benchFloor(warm, w.steps, w.params);
 
-  const warmStream = await benchStream(warm, 1);
-  void warmStream;
-
   process.stderr.write('Measuring capture, bare calls and the floor…\n');
   const capture = await benchCapture(records);
   const bare = await benchBare(records, capture.steps, capture.params);
   const floor = await benchFloor(records, capture.steps, capture.params);
-
-  process.stderr.write('Measuring stream capture with and without checkpoints, and verified replay…\n');
-  const stream = await benchStream(records, 3);
 
   const captureRate = capture.executions / capture.seconds;
   const bareRate = bare.executions / bare.seconds;
@@ -271,7 +262,7 @@ async function main(): Promise<void> {
   const common =
     `${n} flights-3m.parquet records x 2 steps (example flights pipeline); source records ${meanBytes} B and ` +
     `stored values ${Math.round(capture.meanValueBytes)} B canonical JSON on average (${capture.values} values); node ${process.version}${flags}`;
-  const results: BenchResult[] = [
+  return [
     { name: 'capture.step_executions_per_s', unit: 'executions/s', value: Math.round(captureRate), extra: `${common}; every input and output stored` },
     { name: 'capture.uninstrumented_per_s', unit: 'executions/s', value: Math.round(bareRate), extra: `${common}; same stored step artifacts called bare` },
     { name: 'capture.overhead_ratio', unit: 'x', value: round(bareRate / captureRate), extra: 'uninstrumented rate / capture rate' },
@@ -284,9 +275,15 @@ async function main(): Promise<void> {
       extra: `SQLite pages of every table and index except blobs (dbstat), per execution; whole file incl. inline blobs: ${Math.round(capture.filePerExecution)} B/execution`,
     },
   ];
+}
+
+async function streamFigures(records: SourceRecord[], n: number): Promise<BenchResult[]> {
+  await benchStream(records.slice(0, 5000), 1);
+  process.stderr.write('Measuring stream capture with and without checkpoints, and verified replay…\n');
+  const stream = await benchStream(records, 3);
   const streamCommon = `${n} flights-3m.parquet records from an embedded stream through the example pipeline (normalize, classify, stateful routeStats)`;
   const runs = (xs: number[]): string => xs.map((x) => Math.round(x)).join(', ');
-  results.push(
+  return [
     {
       name: 'stream.capture_records_per_s',
       unit: 'records/s',
@@ -319,28 +316,57 @@ async function main(): Promise<void> {
       value: round(stream.replay / stream.withCp),
       extra: 'replay.verify_records_per_s / stream.capture_records_per_s (target >= 0.8)',
     },
-  );
-  process.stderr.write('Measuring the Merkle log: appends, capture with and without it, verify…\n');
-  const flightsPipeline = await loadPipelineFile(join(repo, 'examples', 'flights', 'pipeline.ts'));
-  results.push(...(await benchMerkle(records, flightsPipeline.definition, flightsPipeline.baseDir)));
-  process.stderr.write('Measuring what-if and bisect…\n');
-  results.push(...(await benchReplayTools(records)));
-  {
+  ];
+}
+
+async function main(): Promise<void> {
+  const n = Number(process.env.BENCH_RECORDS ?? 100_000);
+  const outFile = resolve(process.env.BENCH_OUT ?? join(repo, 'bench', 'results', 'latest.json'));
+  const only = process.env.BENCH_ONLY === undefined ? undefined : new Set(process.env.BENCH_ONLY.split(',').map((p) => p.trim()));
+  const unknown = only === undefined ? [] : [...only].filter((p) => !PARTS.includes(p));
+  if (unknown.length > 0) throw new Error(`BENCH_ONLY: unknown part(s) ${unknown.join(', ')}; the parts are ${PARTS.join(', ')}`);
+  const runs = (part: string): boolean => only === undefined || only.has(part);
+
+  process.stderr.write(`Loading ${n.toLocaleString('en-US')} records from flights-3m.parquet…\n`);
+  const records = await loadRecords(n);
+  const meanBytes = Math.round(records.slice(0, 5000).reduce((s, r) => s + canonicalize(r.value).length, 0) / Math.min(5000, records.length));
+  const flightsFile = join(repo, 'examples', 'flights', 'pipeline.ts');
+
+  const results: BenchResult[] = [];
+  if (runs('capture')) results.push(...(await captureFigures(records, n, meanBytes)));
+  if (runs('stream')) results.push(...(await streamFigures(records, n)));
+  if (runs('merkle')) {
+    process.stderr.write('Measuring the Merkle log: appends, capture with and without it, verify…\n');
+    const flightsPipeline = await loadPipelineFile(flightsFile);
+    results.push(...(await benchMerkle(records, flightsPipeline.definition, flightsPipeline.baseDir)));
+  }
+  if (runs('replay-tools')) {
+    process.stderr.write('Measuring what-if and bisect…\n');
+    results.push(...(await benchReplayTools(records)));
+  }
+  if (runs('pg')) {
     process.stderr.write('Measuring PostgreSQL capture and several workers…\n');
-    const loaded = await loadPipelineFile(join(repo, 'examples', 'flights', 'pipeline.ts'));
+    const loaded = await loadPipelineFile(flightsFile);
     const twoSteps = { ...loaded, definition: { ...loaded.definition, steps: loaded.definition.steps.slice(0, 2) } };
     const pgRecords = records.slice(0, Number(process.env.BENCH_PG_RECORDS ?? 40_000));
-    results.push(...(await benchPostgres(pgRecords, twoSteps, join(repo, 'examples', 'flights', 'pipeline.ts'), join(repo, 'dist', 'cli', 'main.js'))));
+    results.push(...(await benchPostgres(pgRecords, twoSteps, flightsFile, join(repo, 'dist', 'cli', 'main.js'))));
   }
-  results.push(...(await benchObjects()));
-  process.stderr.write('Measuring the HTTP API…\n');
-  results.push(...(await benchHttp()));
-  process.stderr.write('Measuring the web UI (lineage graph in headless Chromium)…\n');
-  results.push(...(await benchUi()));
+  if (runs('objects')) results.push(...(await benchObjects()));
+  if (runs('http')) {
+    process.stderr.write('Measuring the HTTP API…\n');
+    results.push(...(await benchHttp()));
+  }
+  if (runs('ui')) {
+    process.stderr.write('Measuring the web UI (lineage graph in headless Chromium)…\n');
+    results.push(...(await benchUi()));
+  }
+  // With BENCH_ONLY, the figures of the parts not run are kept from the existing file.
+  const fresh = new Set(results.map((r) => r.name));
+  const kept = only !== undefined && existsSync(outFile) ? (JSON.parse(readFileSync(outFile, 'utf8')) as BenchResult[]).filter((r) => !fresh.has(r.name)) : [];
   mkdirSync(dirname(outFile), { recursive: true });
-  writeFileSync(outFile, `${JSON.stringify(results, null, 2)}\n`);
+  writeFileSync(outFile, `${JSON.stringify([...kept, ...results], null, 2)}\n`);
   const width = Math.max(...results.map((r) => r.name.length));
-  process.stdout.write(results.map((r) => `${r.name.padEnd(width)}  ${String(r.value).padStart(10)} ${r.unit}`).join('\n') + `\n\nWritten to ${outFile}\n`);
+  process.stdout.write(results.map((r) => `${r.name.padEnd(width)}  ${String(r.value).padStart(10)} ${r.unit}`).join('\n') + `\n\n${only === undefined ? 'Written to' : 'Merged into'} ${outFile}\n`);
 }
 
 function round(x: number): number {
