@@ -4,6 +4,7 @@
  * and refusing stores it does not understand without touching them.
  */
 import { randomBytes } from 'node:crypto';
+import { uuidv7 } from 'uuidv7';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -121,6 +122,38 @@ describe('SqliteStore', () => {
     } finally {
       await reader.close();
       await writer.close();
+    }
+  });
+
+  it('counts revocations made through this connection and through another one (a server forgets remembered tokens by this count)', async () => {
+    const server = await openStore(dir);
+    const other = await openStore(dir, { create: false });
+    const token = (principal: string) => ({
+      id: uuidv7(),
+      hash: sha256(randomBytes(16)),
+      principal,
+      grants: ['read:*'],
+      createdUs: tick(),
+      expiresUs: null,
+      label: null,
+    });
+    try {
+      const count = server.revocationCount as () => Promise<number>;
+      const a = token('a');
+      const b = token('b');
+      await server.createToken(a);
+      await server.createToken(b);
+      expect(await count()).toBe(0);
+      expect(await count()).toBe(0);
+      await server.revokeToken(a.id, tick());
+      expect(await count()).toBe(1);
+      await other.revokeToken(b.id, tick());
+      expect(await count()).toBe(2);
+      await createRun(other); // other commits that are not revocations leave the count as it is
+      expect(await count()).toBe(2);
+    } finally {
+      await other.close();
+      await server.close();
     }
   });
 

@@ -666,16 +666,31 @@ export class SqliteStore implements Store {
         this.#stmt.insertRevocation.run(revokedUs, tokenId);
       })
       .immediate();
+    this.#revocations.count = -1;
     return toToken(this.#stmt.getToken.get(tokenId) as TokenRow);
   }
+
+  readonly #revocations = { dataVersion: -1, count: -1 };
+
+  /**
+   * Counted again only when the database changed since the last count: `PRAGMA data_version`
+   * (a read of the connection's own state) changes when another connection or process commits;
+   * this connection's own revocations reset the count themselves.
+   */
+  readonly revocationCount = async (): Promise<number> => {
+    const version = this.#stmt.dataVersion.get() as number;
+    if (version !== this.#revocations.dataVersion || this.#revocations.count < 0) {
+      this.#revocations.count = (this.#stmt.revocationCount.get() as { n: number }).n;
+      this.#revocations.dataVersion = version;
+    }
+    return this.#revocations.count;
+  };
 
   /**
    * Appends go through a connection of their own with a small page cache: a server logs every
    * request, and on the main connection (64 MiB cache) the new log pages would stay cached and
    * grow the process's memory by up to that much under load.
    */
-  readonly revocationCount = async (): Promise<number> => (this.#stmt.revocationCount.get() as { n: number }).n;
-
   async appendAccessLog(entries: readonly AccessLogEntry[]): Promise<void> {
     if (entries.length === 0) return;
     if (this.#log === undefined) {
@@ -809,6 +824,7 @@ function prepareStatements(db: Database.Database) {
     getToken: db.prepare(`${TOKEN_SELECT} WHERE t.id = ?`),
     listTokens: db.prepare(`${TOKEN_SELECT} ORDER BY t.seq`),
     revocationCount: db.prepare('SELECT count(*) AS n FROM token_revocations'),
+    dataVersion: db.prepare('PRAGMA data_version').pluck(),
     insertRevocation: db.prepare('INSERT OR IGNORE INTO token_revocations (token, revoked) SELECT seq, ? FROM tokens WHERE id = ?'),
     executionSketches: db.prepare(`
       SELECT e.id, sv.step_id, sv.version_hash, e.inputs, e.output, e.params, e.status, e.error, e.nondeterminism,
