@@ -556,10 +556,15 @@ export class Run {
     this.#commits = committed;
     this.#inFlight.push(this.#commits.catch(() => undefined));
     this.#commits.catch((err: unknown) => {
+      // A store that could not be reached stays retryable: the caller may do the work again later.
+      const retryable = err instanceof ProvenantError && err.retryable;
       this.#commitError ??= new ProvenantError('STORE_BUSY', `run ${this.id}: recording executions failed: ${errorMessage(err)}`, {
-        hint: 'Nothing after the last committed batch was recorded; check the store (disk space, permissions) and run again.',
+        hint: retryable
+          ? 'Nothing after the last committed batch was recorded; the store could not be reached: run again (or resume) once it is back.'
+          : 'Nothing after the last committed batch was recorded; check the store (disk space, permissions) and run again.',
         context: { runId: this.id, store: this.store.location },
         cause: err,
+        retryable,
       });
     });
     return committed;

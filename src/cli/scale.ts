@@ -95,7 +95,13 @@ export function addScaleCommands(program: Command): void {
             signal: stop.signal,
             onEvent: (e) => {
               if (opts.quiet === true) return;
-              process.stderr.write(opts.json === true ? `${JSON.stringify(e)}\n` : `${e.kind === 'segment' ? `segment ${e.start}..${e.end}: ${count(e.records)} records, run ${e.runId ?? '-'}` : `job ${e.jobId}: ${e.status}${e.error === undefined ? '' : ` (${e.error})`}`}\n`);
+              const text =
+                e.kind === 'segment'
+                  ? `segment ${e.start}..${e.end}: ${count(e.records)} records, run ${e.runId ?? '-'}`
+                  : e.kind === 'job'
+                    ? `job ${e.jobId}: ${e.status}${e.error === undefined ? '' : ` (${e.error})`}`
+                    : `waiting ${(e.waitMs / 1000).toFixed(1)} s: ${e.reason}`;
+              process.stderr.write(opts.json === true ? `${JSON.stringify(e)}\n` : `${text}\n`);
             },
           }),
         );

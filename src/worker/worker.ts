@@ -70,7 +70,9 @@ export interface WorkerOptions {
 /** What a worker did, as it happens. */
 export type WorkerEvent =
   | { readonly kind: 'segment'; readonly start: number; readonly end: number; readonly runId: string | null; readonly records: number; readonly attempt: number }
-  | { readonly kind: 'job'; readonly jobId: string; readonly status: 'done' | 'failed' | 'queued'; readonly error?: string };
+  | { readonly kind: 'job'; readonly jobId: string; readonly status: 'done' | 'failed' | 'queued'; readonly error?: string }
+  /** The store (or the stream) could not be reached; the worker waits `waitMs` and goes on. */
+  | { readonly kind: 'waiting'; readonly reason: string; readonly waitMs: number };
 
 /** What {@link runWorker} did in total. */
 export interface WorkerSummary {
@@ -113,27 +115,39 @@ export async function runWorker(store: Store, pipeline: LoadedPipeline, options:
   let segments = 0;
   let records = 0;
   let jobs = 0;
+  let outages = 0;
   try {
     while (options.signal?.aborted !== true) {
-      await ensureSegments(pgStore, source, group, streamId, size);
-      const segment = await claim(pgStore, 'segment', group, streamId, workerId, leaseMs);
-      if (segment !== undefined) {
-        const r = await withLease(pgStore, 'segment', { group, streamId, start: segment.start_offset }, workerId, leaseMs, () =>
-          processSegment(pgStore, pipeline, source, group, segment, workerId),
-        );
-        segments++;
-        records += r.records;
-        options.onEvent?.({ kind: 'segment', start: segment.start_offset, end: segment.end_offset, runId: r.runId, records: r.records, attempt: segment.attempts });
+      try {
+        await ensureSegments(pgStore, source, group, streamId, size);
+        outages = 0;
+        const segment = await claim(pgStore, 'segment', group, streamId, workerId, leaseMs);
+        if (segment !== undefined) {
+          const r = await withLease(pgStore, 'segment', { group, streamId, start: segment.start_offset }, workerId, leaseMs, () =>
+            processSegment(pgStore, pipeline, source, group, segment, workerId),
+          );
+          segments++;
+          records += r.records;
+          options.onEvent?.({ kind: 'segment', start: segment.start_offset, end: segment.end_offset, runId: r.runId, records: r.records, attempt: segment.attempts });
+          continue;
+        }
+        const job = await claimJob(pgStore, workerId, leaseMs);
+        if (job !== undefined) {
+          const status = await withLease(pgStore, 'job', { id: job.id }, workerId, leaseMs, () => runJob(pgStore, job, workerId));
+          jobs++;
+          options.onEvent?.({ kind: 'job', jobId: job.id, ...status });
+          continue;
+        }
+        if (options.drain === true && (await drained(pgStore, source, group, streamId))) break;
+      } catch (err) {
+        // A store away for longer than its retries: wait and go on (a segment this worker held is
+        // taken again, by it or another worker, once its lease passes). Anything else stops the worker.
+        if (!(err instanceof ProvenantError && err.retryable)) throw err;
+        const waitMs = Math.min(pollMs * 2 ** outages++, 10_000);
+        options.onEvent?.({ kind: 'waiting', reason: err.message, waitMs });
+        await sleep(waitMs, options.signal);
         continue;
       }
-      const job = await claimJob(pgStore, workerId, leaseMs);
-      if (job !== undefined) {
-        const status = await withLease(pgStore, 'job', { id: job.id }, workerId, leaseMs, () => runJob(pgStore, job, workerId));
-        jobs++;
-        options.onEvent?.({ kind: 'job', jobId: job.id, ...status });
-        continue;
-      }
-      if (options.drain === true && (await drained(pgStore, source, group, streamId))) break;
       await sleep(pollMs, options.signal);
     }
   } finally {
@@ -230,7 +244,9 @@ async function processSegment(
   // A previous holder may have committed the checkpoint and died before marking the segment done.
   const previous = await completeCheckpointOf(store, group, source.streamId, start);
   // Earlier attempts that died left their run open and its checkpoint IN_PROGRESS: end them.
-  if (segment.attempts > 1) await closeAbandonedAttempts(store, group, source.streamId, start, workerId, previous);
+  if (segment.attempts > 1) {
+    await closeAbandonedAttempts(store, group, source.streamId, start, previous, `the worker's lease on segment ${start} of ${source.streamId} passed before this checkpoint completed; worker ${workerId} took the segment over`);
+  }
   let runId = previous;
   let records = 0;
   // The fence: the segment's checkpoint commits only while this worker still holds the segment (the
@@ -254,6 +270,10 @@ async function processSegment(
     let result: PipelineResult;
     for (let attempt = 1; ; attempt++) {
       try {
+        // The attempt cut before left its run open and its checkpoint IN_PROGRESS: end them first.
+        if (attempt > 1) {
+          await closeAbandonedAttempts(store, group, source.streamId, start, null, `the connection to the store was lost during this attempt at segment ${start} of ${source.streamId}; worker ${workerId} did the segment again`);
+        }
         result = await runPipeline(store, pipeline.definition, source, {
           baseDir: pipeline.baseDir,
           from: start,
@@ -291,11 +311,12 @@ async function processSegment(
 }
 
 /**
- * End what earlier, dead attempts at a segment left open: each IN_PROGRESS checkpoint FAILED
- * ("abandoned", no executions — none of them committed) and each run `failed`, naming the worker
- * that took the segment over. The run that completed the segment, if any, is left alone.
+ * End what earlier attempts at a segment left open (a dead worker's, or this worker's own attempt
+ * cut by a lost connection): each IN_PROGRESS checkpoint FAILED ("abandoned: <why>", no executions
+ * — none of them committed) and each run `failed`. The run that completed the segment, if any, is
+ * left alone.
  */
-async function closeAbandonedAttempts(store: PostgresStore, group: string, streamId: string, start: number, workerId: string, completedRunId: string | null): Promise<void> {
+async function closeAbandonedAttempts(store: PostgresStore, group: string, streamId: string, start: number, completedRunId: string | null, why: string): Promise<void> {
   const r = await store.withClient((c) =>
     c.query<{ id: string }>(
       `SELECT r.id FROM runs r LEFT JOIN run_ends e ON e.run = r.seq
@@ -307,7 +328,6 @@ async function closeAbandonedAttempts(store: PostgresStore, group: string, strea
   );
   for (const { id: runId } of r.rows) {
     if (runId === completedRunId) continue;
-    const why = `the worker's lease on segment ${start} of ${streamId} passed before this checkpoint completed; worker ${workerId} took the segment over`;
     for (const c of await store.listCheckpoints({ runId })) if (c.status === 'IN_PROGRESS') await endAbandoned(store, c, why);
     await store.endRun({ runId, endedUs: nowUs(), status: 'failed', summary: { reason: `abandoned: ${why}` } }).catch((err: unknown) => {
       if (!(err instanceof ProvenantError && err.code === 'RUN_CLOSED')) throw err;

@@ -247,5 +247,66 @@ export default definePipeline({ name: 'keyed', failurePolicy: 'dead-letter', ste
     const ids = new Set(after.rows.map((r) => r.id));
     for (const r of before.rows) expect(ids.has(r.id)).toBe(true);
     expectExactlyOnce(await completeOutputs(store, `jetstream:${name}`), total);
+    // An attempt cut by the restart was ended by the worker that did its segment again: nothing open.
+    const open = await rawPg((c) =>
+      c.query<{ checkpoints: number; runs: number }>(
+        `SELECT (SELECT count(*)::int FROM ${schema}.checkpoints c WHERE NOT EXISTS (SELECT 1 FROM ${schema}.checkpoint_ends e WHERE e.checkpoint = c.seq)) AS checkpoints,
+                (SELECT count(*)::int FROM ${schema}.runs r WHERE NOT EXISTS (SELECT 1 FROM ${schema}.run_ends e WHERE e.run = r.seq)) AS runs`,
+      ),
+    );
+    expect(open.rows[0]).toEqual({ checkpoints: 0, runs: 0 });
+    const cut = await rawPg((c) => c.query<{ reason: string; executions: number }>(`SELECT reason, executions FROM ${schema}.checkpoint_ends WHERE status = 'FAILED'`));
+    for (const e of cut.rows) {
+      expect(e.reason).toMatch(/^abandoned: the connection to the store was lost during this attempt at segment \d+ of jetstream:\S+; worker \S+ did the segment again$/);
+      expect(Number(e.executions)).toBe(0);
+    }
+  }, 240_000);
+  it('PostgreSQL away for longer than the store retries: the cut attempt is ended, the segment done again by a new run, and the worker goes on', async () => {
+    // Each record takes a few ms, so the outage finds the worker in the middle of a segment and its
+    // checkpoint's commit fails for good (the store gives up after retry_ms).
+    const dir = makeRepoTempDir();
+    writeProject(dir, {
+      'pipeline.ts': `import { definePipeline } from 'provenant';
+export default definePipeline({ name: 'keyed-slow', failurePolicy: 'dead-letter', steps: [{ id: 'tag', module: './tag.ts' }] });`,
+      'tag.ts': `export default function tag(r: { key: string; seq: number }) {
+  let x = 0;
+  for (let i = 0; i < 1500000; i++) x = (x * 31 + i) % 1000003;
+  return { key: r.key, seq: r.seq, work: x };
+}`,
+    });
+    const total = 900;
+    const name = await publish(total);
+    const store = freshPgUrl('outage');
+    await cliJson(['migrate', '--store', store, '--json']);
+    const schema = new URL(store).searchParams.get('schema') as string;
+    const impatient = new URL(store);
+    impatient.searchParams.set('retry_ms', '300');
+    const worker = startWorker(join(dir, 'pipeline.ts'), impatient.toString(), name);
+    await waitFor(() => worker.events.filter((e) => e.kind === 'segment').length >= 1, 120_000, 'a segment done');
+    execFileSync('pg_ctlcluster', ['--skip-systemctl-redirect', '15', 'main', 'stop'], { stdio: 'ignore' });
+    await sleep(2000);
+    execFileSync('pg_ctlcluster', ['--skip-systemctl-redirect', '15', 'main', 'start'], { stdio: 'ignore' });
+    expect(await worker.exit, worker.stderr).toBe(0);
+    expectExactlyOnce(await completeOutputs(store, `jetstream:${name}`), total);
+    const open = await rawPg((c) =>
+      c.query<{ checkpoints: number; runs: number }>(
+        `SELECT (SELECT count(*)::int FROM ${schema}.checkpoints c WHERE NOT EXISTS (SELECT 1 FROM ${schema}.checkpoint_ends e WHERE e.checkpoint = c.seq)) AS checkpoints,
+                (SELECT count(*)::int FROM ${schema}.runs r WHERE NOT EXISTS (SELECT 1 FROM ${schema}.run_ends e WHERE e.run = r.seq)) AS runs`,
+      ),
+    );
+    expect(open.rows[0]).toEqual({ checkpoints: 0, runs: 0 });
+    // The cut attempt: its checkpoint FAILED with no executions, its run failed, both saying why.
+    const cut = await rawPg((c) =>
+      c.query<{ reason: string; executions: number; run_status: string }>(
+        `SELECT e.reason, e.executions, re.status AS run_status FROM ${schema}.checkpoint_ends e
+         JOIN ${schema}.checkpoints cp ON cp.seq = e.checkpoint JOIN ${schema}.run_ends re ON re.run = cp.run WHERE e.status = 'FAILED'`,
+      ),
+    );
+    expect(cut.rowCount, worker.stderr).toBeGreaterThan(0);
+    for (const e of cut.rows) {
+      expect(e.reason).toMatch(/^abandoned: (the connection to the store was lost during this attempt at segment \d+ of jetstream:\S+; worker \S+ did the segment again|the worker's lease on segment \d+ of jetstream:\S+ passed)/);
+      expect(Number(e.executions)).toBe(0);
+      expect(e.run_status).toBe('failed');
+    }
   }, 240_000);
 });

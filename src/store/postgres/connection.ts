@@ -15,6 +15,8 @@ export interface PgLocation {
   readonly schema: string;
   /** The location with any password hidden, for messages. */
   readonly display: string;
+  /** How long work is retried after a lost connection (`?retry_ms=`), when not the default. */
+  readonly retryMs?: number;
 }
 
 const SCHEMA_RE = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
@@ -52,7 +54,15 @@ export function parsePgLocation(location: string): PgLocation {
     });
   }
   url.searchParams.delete('schema');
-  return { connectionString: url.toString(), schema, display: redactUrl(location) };
+  const retry = url.searchParams.get('retry_ms');
+  url.searchParams.delete('retry_ms');
+  if (retry !== null && !/^[1-9][0-9]{0,8}$/.test(retry)) {
+    throw new ProvenantError('INPUT_INVALID', `retry_ms=${retry} is not a number of milliseconds`, {
+      hint: 'retry_ms is how long work is retried after a lost connection, e.g. ?retry_ms=120000 (default 60000).',
+      context: { store: redactUrl(location) },
+    });
+  }
+  return { connectionString: url.toString(), schema, display: redactUrl(location), ...(retry === null ? {} : { retryMs: Number(retry) }) };
 }
 
 // bigint (int8) columns hold microsecond times, offsets and counts: all within 2^53, read as numbers.

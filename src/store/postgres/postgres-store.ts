@@ -58,7 +58,7 @@ import { LOCATION_CHUNKED, blobRow, chunkStream, insertBlobHeap, insertBlobs, re
 import { PG_CHECKPOINT_SELECT, applyTransition, toPgCheckpoint, type PgCheckpointRow } from './checkpoints.js';
 import * as access from './access.js';
 import { checkStreamId, toStreamSummary, type StreamSummaryRow } from '../shared-rows.js';
-import { createPool, inTransaction, parsePgLocation, sqlState, withClient, type PgLocation } from './connection.js';
+import { DEFAULT_RETRY, createPool, inTransaction, parsePgLocation, sqlState, withClient, type PgLocation } from './connection.js';
 import { PG_MIGRATIONS, PG_SCHEMA_VERSION } from './migrations.js';
 import * as objects from './objects.js';
 import { Readable as NodeReadable } from 'node:stream';
@@ -190,7 +190,8 @@ export class PostgresStore implements Store {
 
   #withClient<T>(fn: (client: pg.PoolClient) => Promise<T>, beforeRetry?: () => Promise<{ done: true; value: T } | undefined>): Promise<T> {
     if (this.#closed) return Promise.reject(new ProvenantError('STORE_BUSY', `the store ${this.location} is closed`, { context: { store: this.location } }));
-    return withClient(this.#pool, this.location, fn, beforeRetry === undefined ? {} : { beforeRetry });
+    const retry = this.#where.retryMs === undefined ? {} : { retry: { ...DEFAULT_RETRY, budgetMs: this.#where.retryMs } };
+    return withClient(this.#pool, this.location, fn, beforeRetry === undefined ? retry : { ...retry, beforeRetry });
   }
 
   #query<R extends pg.QueryResultRow>(config: pg.QueryConfig | string, values?: unknown[]): Promise<pg.QueryResult<R>> {
