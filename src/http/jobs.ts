@@ -1,8 +1,15 @@
 /**
  * Replay and what-if jobs behind `POST /replays`: a request starts a job and returns its id at
  * once; the job runs in a worker thread with a heap limit and a time budget (see `job-worker.ts`),
- * at most `concurrency` at a time, the rest queued. Jobs live in the server's memory (the runs
- * they record are in the store for good: `result.replayRunId` / `result.whatIfRunId`).
+ * at most `concurrency` at a time, the rest queued.
+ *
+ * Every change of a job (queued, running, progress at most every {@link PROGRESS_SNAPSHOT_MS},
+ * completed or failed) is handed to `persist`, which the server appends to the store as a
+ * snapshot; while a job is not over, a snapshot is also taken every {@link HEARTBEAT_MS}. So a
+ * job outlives its server: after a restart (or from another server on the same store) it is read
+ * back from its latest snapshot, and one that stopped getting snapshots — its server died — is
+ * reported as interrupted ({@link storedJobView}). The runs jobs record are in the store for good
+ * (`result.replayRunId` / `result.whatIfRunId`).
  */
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -10,6 +17,7 @@ import { Worker } from 'node:worker_threads';
 import { newId } from '../ids.js';
 import type { JsonValue } from '../hash/canonical.js';
 import type { ExecutionContext } from '../store/records.js';
+import type { Store } from '../store/store.js';
 
 /** What a job is asked to do (also what its worker receives). */
 export interface JobRequest {
@@ -67,18 +75,54 @@ interface Job {
 
 const KEEP_FINISHED = 1000;
 
+/** Progress is snapshotted at most this often. */
+export const PROGRESS_SNAPSHOT_MS = 2_000;
+/** A job not over is snapshotted at least this often (its server's heartbeat). */
+export const HEARTBEAT_MS = 15_000;
+/** A stored job not over whose latest snapshot is older than this is reported as interrupted. */
+export const INTERRUPTED_AFTER_MS = 4 * HEARTBEAT_MS;
+
+/**
+ * A job as read back from its latest stored snapshot (`atMs`: when it was taken). A job that was
+ * queued or running when its last snapshot was taken, longer ago than {@link INTERRUPTED_AFTER_MS},
+ * lost its server: it is reported as failed (`INTERRUPTED`), as it was last seen otherwise.
+ */
+export function storedJobView(view: JobView, atMs: number, nowMs = Date.now()): JobView {
+  if ((view.status !== 'queued' && view.status !== 'running') || nowMs - atMs <= INTERRUPTED_AFTER_MS) return view;
+  return {
+    ...view,
+    status: 'failed',
+    error: {
+      code: 'INTERRUPTED',
+      message: `the server running this job stopped before it ended: nothing was recorded about it since ${new Date(atMs).toISOString()}, when it was ${view.status}`,
+      hint: 'Submit the job again (POST /replays); the runs it recorded before it stopped stay in the store.',
+    },
+  };
+}
+
 /** The jobs of one server. */
 export class JobRunner {
   readonly #jobs = new Map<string, Job>();
   readonly #queue: Job[] = [];
   readonly #limits: JobLimits;
   readonly #onEnd: (view: JobView) => void;
+  readonly #persist: (view: JobView) => void;
+  readonly #heartbeat: NodeJS.Timeout;
   #running = 0;
   #closed = false;
 
-  constructor(limits: JobLimits, onEnd: (view: JobView) => void) {
+  /**
+   * @param onEnd called once when a job completes or fails
+   * @param persist called with a copy of a job's view at each change and heartbeat (must not throw)
+   */
+  constructor(limits: JobLimits, onEnd: (view: JobView) => void, persist: (view: JobView) => void = () => undefined) {
     this.#limits = limits;
     this.#onEnd = onEnd;
+    this.#persist = persist;
+    this.#heartbeat = setInterval(() => {
+      for (const job of this.#jobs.values()) if (job.view.status === 'queued' || job.view.status === 'running') this.#persist({ ...job.view });
+    }, HEARTBEAT_MS);
+    this.#heartbeat.unref();
   }
 
   /** Whether another job can be accepted now. */
@@ -107,6 +151,7 @@ export class JobRunner {
     };
     this.#jobs.set(job.view.id, job);
     this.#queue.push(job);
+    this.#persist({ ...job.view });
     this.#pump();
     return { ...job.view };
   }
@@ -117,10 +162,19 @@ export class JobRunner {
     return job === undefined ? undefined : { ...job.view };
   }
 
-  /** Stop every running job and refuse new ones. */
+  /** Stop every running job and refuse new ones; jobs not over are recorded as interrupted. */
   async close(): Promise<void> {
     this.#closed = true;
+    clearInterval(this.#heartbeat);
     this.#queue.length = 0;
+    const endedAt = new Date().toISOString();
+    for (const job of this.#jobs.values()) {
+      if (job.view.status !== 'queued' && job.view.status !== 'running') continue;
+      job.view.status = 'failed';
+      job.view.endedAt = endedAt;
+      job.view.error = { code: 'INTERRUPTED', message: 'the server stopped before the job ended', hint: 'Submit the job again (POST /replays); the runs it recorded before it stopped stay in the store.' };
+      this.#persist({ ...job.view });
+    }
     await Promise.all([...this.#jobs.values()].flatMap((j) => (j.worker === undefined ? [] : [j.worker.terminate()])));
   }
 
@@ -135,11 +189,15 @@ export class JobRunner {
     this.#running++;
     job.view.status = 'running';
     job.view.startedAt = new Date().toISOString();
+    this.#persist({ ...job.view });
     let settled = false;
+    let progressSnapshotAt = Date.now();
     const finish = (outcome: { result: JsonValue } | { error: JsonValue }): void => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
+      // After close(), which recorded the job as interrupted, the thread's exit changes nothing.
+      if (this.#closed) return;
       if ('result' in outcome) {
         job.view.status = 'completed';
         job.view.result = outcome.result;
@@ -153,6 +211,7 @@ export class JobRunner {
       void worker?.terminate();
       this.#running--;
       this.#forgetOld();
+      this.#persist({ ...job.view });
       this.#onEnd({ ...job.view });
       this.#pump();
     };
@@ -171,7 +230,13 @@ export class JobRunner {
       });
     }, this.#limits.timeoutMs);
     worker.on('message', (msg: { type: 'progress'; progress: JsonValue } | { type: 'result'; result: JsonValue } | { type: 'error'; error: JsonValue }) => {
-      if (msg.type === 'progress') job.view.progress = msg.progress;
+      if (msg.type === 'progress') {
+        job.view.progress = msg.progress;
+        if (Date.now() - progressSnapshotAt >= PROGRESS_SNAPSHOT_MS) {
+          progressSnapshotAt = Date.now();
+          this.#persist({ ...job.view });
+        }
+      }
       else if (msg.type === 'result') finish({ result: msg.result });
       else finish({ error: msg.error });
     });
@@ -193,6 +258,18 @@ export class JobRunner {
       if (job.view.status === 'completed' || job.view.status === 'failed') this.#jobs.delete(id);
     }
   }
+}
+
+/**
+ * A job by id: this server's own from memory; any other (an earlier server's, or another server's
+ * on the same store) from its latest stored snapshot (see {@link storedJobView}). Undefined when
+ * no job has that id.
+ */
+export async function findJob(jobs: JobRunner, store: Store, id: string): Promise<JobView | undefined> {
+  const mine = jobs.get(id);
+  if (mine !== undefined) return mine;
+  const stored = await store.latestReplayJobSnapshot(id);
+  return stored === undefined ? undefined : storedJobView(stored.view as unknown as JobView, stored.atUs / 1000);
 }
 
 /** The worker's script next to this module when built; else the build in dist/ (running from sources, as tests do). */

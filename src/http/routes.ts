@@ -7,6 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import type { JsonValue } from '../hash/canonical.js';
 import type { CheckpointRecord, ExecutionRecord } from '../store/records.js';
 import { HttpProblem } from './problem.js';
+import { findJob } from './jobs.js';
 import { registerExportRoutes } from './export-routes.js';
 import { mayReadExecution, registerObjectRoutes } from './object-routes.js';
 import { allow, requestContext, type ServerParts } from './server.js';
@@ -203,9 +204,9 @@ export function registerRoutes(app: FastifyInstance, parts: ServerParts, options
       },
     },
     async (request) => {
-      const job = jobs.get(request.params.id);
+      const job = await findJob(jobs, store, request.params.id);
       if (job === undefined || allow(request, 'replay', job.streamId) === undefined) {
-        throw new HttpProblem(404, 'NOT_FOUND', `no replay job ${request.params.id}`, { hint: 'Jobs are kept in the server’s memory until it restarts; the runs they recorded stay in the store.' });
+        throw new HttpProblem(404, 'NOT_FOUND', `no replay job ${request.params.id}`, { hint: 'Check the job id: POST /replays answered it in `id` and in the Location header.' });
       }
       request.provenant.detail = { jobId: job.id };
       return job;

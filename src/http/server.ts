@@ -23,7 +23,7 @@ import type { JsonValue } from '../hash/canonical.js';
 import type { AccessLogEntry, ExecutionContext } from '../store/records.js';
 import type { Store } from '../store/store.js';
 import { PROVENANT_VERSION } from '../version.js';
-import { JobRunner, type JobLimits } from './jobs.js';
+import { JobRunner, type JobLimits, type JobView } from './jobs.js';
 import { KeptReads } from './kept-reads.js';
 import { RecomputePool } from './recompute-pool.js';
 import { ServerMetrics } from './metrics.js';
@@ -125,7 +125,8 @@ export async function createServer(store: Store, options: ServerOptions = {}): P
   const metrics = new ServerMetrics();
   const accessLog = new AccessLogWriter(store, options.accessLogFlushMs ?? 100);
   const jobLimits: JobLimits = { concurrency: 1, queue: 16, timeoutMs: 600_000, memoryMb: 512, ...(options.jobs ?? {}) };
-  const jobs = new JobRunner(jobLimits, (view) => metrics.jobs.inc({ kind: view.mode, outcome: view.status }));
+  const jobSnapshots = new JobSnapshotWriter(store);
+  const jobs = new JobRunner(jobLimits, (view) => metrics.jobs.inc({ kind: view.mode, outcome: view.status }), (view) => jobSnapshots.push(view));
   const app = Fastify({
     logger: false,
     bodyLimit: options.bodyLimit ?? 1024 * 1024,
@@ -273,6 +274,7 @@ export async function createServer(store: Store, options: ServerOptions = {}): P
     },
     async close() {
       await jobs.close();
+      await jobSnapshots.close();
       await app.close();
       await parts.keptReads.close();
       await parts.recomputePool.close();
@@ -379,5 +381,28 @@ class AccessLogWriter {
   async close(): Promise<void> {
     this.#flush();
     await this.#writing;
+  }
+}
+
+/** Appends replay jobs' snapshots to the store one after another, in the order they were taken. */
+class JobSnapshotWriter {
+  readonly #store: Store;
+  #writing: Promise<void> = Promise.resolve();
+
+  constructor(store: Store) {
+    this.#store = store;
+  }
+
+  push(view: JobView): void {
+    const atUs = nowUs();
+    this.#writing = this.#writing.then(() =>
+      this.#store.appendReplayJobSnapshot({ jobId: view.id, atUs, view: view as unknown as JsonValue }).catch((err: unknown) => {
+        process.stderr.write(`provenant serve: replay job ${view.id} (${view.status}) could not be recorded: ${err instanceof Error ? err.message : String(err)}\n`);
+      }),
+    );
+  }
+
+  close(): Promise<void> {
+    return this.#writing;
   }
 }

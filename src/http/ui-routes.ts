@@ -20,6 +20,7 @@ import { decodeValue } from '../hash/canonical.js';
 import type { ContentHash, ValueEncoding } from '../hash/canonical.js';
 import type { ExecutionRecord } from '../store/records.js';
 import type { Store } from '../store/store.js';
+import { findJob } from './jobs.js';
 import { HttpProblem } from './problem.js';
 import { mayReadExecution } from './object-routes.js';
 import { allow, type ServerParts } from './server.js';
@@ -395,9 +396,9 @@ export function registerUiRoutes(app: FastifyInstance, parts: ServerParts): void
       },
     },
     async (request) => {
-      const job = jobs.get(request.params.id);
+      const job = await findJob(jobs, store, request.params.id);
       if (job === undefined || allow(request, 'replay', job.streamId) === undefined) {
-        throw new HttpProblem(404, 'NOT_FOUND', `no replay job ${request.params.id}`, { hint: 'Jobs are kept in the server’s memory until it restarts.' });
+        throw new HttpProblem(404, 'NOT_FOUND', `no replay job ${request.params.id}`, { hint: 'Check the job id: POST /replays answered it in `id` and in the Location header.' });
       }
       if (job.status !== 'completed') {
         throw new HttpProblem(409, 'INPUT_INVALID', `replay job ${job.id} is ${job.status}: its executions are listed once it has completed`, { hint: 'Poll GET /replays/{id} until status is completed.', context: { jobId: job.id, status: job.status } });

@@ -11,7 +11,8 @@
  * - Every blob read is verified against its hash; corrupt bytes are never returned.
  */
 import type { Readable } from 'node:stream';
-import type { ContentHash } from '../hash/canonical.js';
+import { canonicalize, type ContentHash, type JsonValue } from '../hash/canonical.js';
+import { ProvenantError } from '../errors.js';
 import type {
   CheckpointQuery,
   CheckpointRecord,
@@ -246,7 +247,33 @@ export interface Store {
   appendAccessLog(entries: readonly AccessLogEntry[]): Promise<void>;
   /** Access log entries, oldest first. */
   listAccessLog(query?: AccessLogQuery): Promise<AccessLogEntry[]>;
+  /** Append a snapshot of a replay job of the HTTP API (at each change, and as a heartbeat while it runs). */
+  appendReplayJobSnapshot(snapshot: ReplayJobSnapshot): Promise<void>;
+  /** The latest snapshot of a replay job of the HTTP API, or undefined when none was recorded. */
+  latestReplayJobSnapshot(jobId: string): Promise<ReplayJobSnapshot | undefined>;
 
   stats(): Promise<StoreStats>;
   close(): Promise<void>;
+}
+
+/** A replay job of the HTTP API as it stood at a time: its view, as `GET /replays/{id}` shows it. */
+export interface ReplayJobSnapshot {
+  readonly jobId: string;
+  /** When the snapshot was taken (epoch microseconds). */
+  readonly atUs: number;
+  readonly view: JsonValue;
+}
+
+/**
+ * A snapshot's view as stored (RFC 8785 JSON), after checking what every backend requires.
+ * @throws ProvenantError INPUT_INVALID for an empty or overlong job id, a time that is not a whole number, or a view that is not JSON
+ */
+export function replayJobSnapshotText(snapshot: ReplayJobSnapshot): string {
+  if (typeof snapshot.jobId !== 'string' || snapshot.jobId.length === 0 || snapshot.jobId.length > 100 || !snapshot.jobId.isWellFormed()) {
+    throw new ProvenantError('INPUT_INVALID', `a replay job id must be 1 to 100 characters: ${String(snapshot.jobId).slice(0, 120)}`);
+  }
+  if (!Number.isSafeInteger(snapshot.atUs)) {
+    throw new ProvenantError('INPUT_INVALID', `replay job ${snapshot.jobId}: its snapshot time must be whole microseconds`, { context: { jobId: snapshot.jobId } });
+  }
+  return canonicalize(snapshot.view);
 }

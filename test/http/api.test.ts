@@ -311,6 +311,51 @@ describe('replay and what-if jobs', () => {
     }
   }, 60_000);
 
+  it('answers for a job after its server stopped, from the store: a finished job as it ended, an unfinished one as interrupted', async () => {
+    const first = await startServer(fx.store);
+    let finished: Record<string, unknown>;
+    let cutId: string;
+    try {
+      const res = await post(`${first.url}/replays`, { mode: 'verify', streamId: 'orders' }, fx.tokens.alice);
+      const id = ((await res.json()) as { id: string }).id;
+      finished = await waitForJob(first.url, id, fx.tokens.alice);
+      expect(finished.status).toBe('completed');
+      // Three more, one at a time: the last still waits when the server stops.
+      const ids: string[] = [];
+      for (let i = 0; i < 3; i++) ids.push(((await (await post(`${first.url}/replays`, { mode: 'verify', streamId: 'orders' }, fx.tokens.alice)).json()) as { id: string }).id);
+      cutId = ids[2] as string;
+      expect(((await (await get(`${first.url}/replays/${cutId}`, fx.tokens.alice)).json()) as { status: string }).status).toBe('queued');
+    } finally {
+      await first.server.close();
+    }
+    const second = await startServer(fx.store);
+    try {
+      const again = await get(`${second.url}/replays/${finished.id as string}`, fx.tokens.alice);
+      expect(again.status).toBe(200);
+      expect(await again.json()).toEqual(finished);
+      const page = await get(`${second.url}/replays/${finished.id as string}/executions?limit=5`, fx.tokens.alice);
+      expect(page.status).toBe(200);
+      expect(((await page.json()) as { executions: unknown[] }).executions).toHaveLength(5);
+      const cut = (await (await get(`${second.url}/replays/${cutId}`, fx.tokens.alice)).json()) as { status: string; error: { code: string; message: string } };
+      expect(cut.status).toBe('failed');
+      expect(cut.error).toMatchObject({ code: 'INTERRUPTED', message: 'the server stopped before the job ended' });
+      // A job whose server died while it ran: its last snapshot is two minutes old.
+      const dead = randomUUID();
+      await fx.store.appendReplayJobSnapshot({ jobId: dead, atUs: (Date.now() - 120_000) * 1000, view: { ...(finished as Record<string, never>), id: dead, status: 'running', endedAt: null, result: null } });
+      const lost = (await (await get(`${second.url}/replays/${dead}`, fx.tokens.alice)).json()) as { status: string; error: { code: string; message: string } };
+      expect(lost.status).toBe('failed');
+      expect(lost.error.code).toBe('INTERRUPTED');
+      expect(lost.error.message).toMatch(/^the server running this job stopped before it ended: nothing was recorded about it since \S+Z, when it was running$/);
+      // Stored jobs keep their grants: hidden exactly as a missing one.
+      const hidden = await get(`${second.url}/replays/${finished.id as string}`, fx.tokens.bob);
+      const other = randomUUID();
+      expect(hidden.status).toBe(404);
+      expect(await hidden.text()).toBe((await (await get(`${second.url}/replays/${other}`, fx.tokens.bob)).text()).replaceAll(other, finished.id as string));
+    } finally {
+      await second.server.close();
+    }
+  }, 120_000);
+
   it('reports a job over an unknown checkpoint as failed with the library’s reason', async () => {
     const res = await post(`${url}/replays`, { mode: 'verify', streamId: 'orders', from: '00000000-0000-7000-8000-000000000000' }, fx.tokens.alice);
     expect(res.status).toBe(202);

@@ -845,6 +845,34 @@ export function describeStoreContract(name: string, open: () => Promise<OpenedSt
       });
     });
 
+    describe('replay jobs of the HTTP API', () => {
+      it('keeps every snapshot of a job and answers with the latest; an unknown job has none', async () => {
+        const jobId = uuidv7();
+        const other = uuidv7();
+        const at = tick();
+        await store.appendReplayJobSnapshot({ jobId, atUs: at, view: { id: jobId, status: 'queued', progress: null } });
+        await store.appendReplayJobSnapshot({ jobId: other, atUs: at + 1, view: { id: other, status: 'running' } });
+        await store.appendReplayJobSnapshot({ jobId, atUs: at + 2, view: { id: jobId, status: 'running', progress: { records: 10 } } });
+        await store.appendReplayJobSnapshot({ jobId, atUs: at + 3, view: { id: jobId, status: 'completed', result: { matched: 20, label: 'é "q"' } } });
+        expect(await store.latestReplayJobSnapshot(jobId)).toEqual({ jobId, atUs: at + 3, view: { id: jobId, status: 'completed', result: { matched: 20, label: 'é "q"' } } });
+        expect(await store.latestReplayJobSnapshot(other)).toEqual({ jobId: other, atUs: at + 1, view: { id: other, status: 'running' } });
+        expect(await store.latestReplayJobSnapshot(uuidv7())).toBeUndefined();
+      });
+
+      it('refuses a snapshot with an empty job id, a fractional time or a view that is not JSON, and records nothing', async () => {
+        const jobId = uuidv7();
+        for (const bad of [
+          { jobId: '', atUs: tick(), view: {} },
+          { jobId, atUs: 1.5, view: {} },
+          { jobId, atUs: tick(), view: { n: Number.NaN } as never },
+        ]) {
+          const err = await rejection(store.appendReplayJobSnapshot(bad));
+          expect(err).toBeInstanceOf(ProvenantError);
+        }
+        expect(await store.latestReplayJobSnapshot(jobId)).toBeUndefined();
+      });
+    });
+
     describe('tokens and the access log', () => {
       const token = (principal: string, overrides: Partial<TokenRecord> = {}): TokenRecord => ({
         id: uuidv7(),

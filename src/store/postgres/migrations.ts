@@ -311,6 +311,20 @@ ALTER TABLE blobs DROP CONSTRAINT blobs_hash_key;
 ALTER TABLE blobs ADD PRIMARY KEY (hash);
 `,
   },
+  {
+    version: 6,
+    name: 'replay jobs of the HTTP API: a snapshot appended at each change',
+    sql: `
+CREATE TABLE replay_job_snapshots (
+  seq  bigserial PRIMARY KEY,
+  job  text NOT NULL,                   -- the job id (UUIDv7)
+  at   bigint NOT NULL,                 -- epoch microseconds
+  view text NOT NULL                    -- the job as GET /replays/{id} shows it (JSON)
+);
+CREATE INDEX replay_job_snapshots_by_job ON replay_job_snapshots (job, seq);
+${appendOnly('replay_job_snapshots')}
+`,
+  },
 ];
 
 /** The newest PostgreSQL schema version this code knows. */

@@ -17,7 +17,7 @@
 import type { Readable } from 'node:stream';
 import pg from 'pg';
 import { BlobCorruptError, BlobMissingError, ProvenantError } from '../../errors.js';
-import { canonicalize, hashFromBytes, hashToBytes, sha256, type ContentHash } from '../../hash/canonical.js';
+import { canonicalize, hashFromBytes, hashToBytes, sha256, type ContentHash, type JsonValue } from '../../hash/canonical.js';
 import { isUuid, nowUs } from '../../ids.js';
 import type {
   AccessLogEntry,
@@ -52,7 +52,7 @@ import type {
   TokenRecord,
 } from '../records.js';
 import { decodeEncodings } from '../sqlite/packed-batch.js';
-import type { BlobLocation, ExecutionBatchBuilder, Store, StoreCapabilities, StoreStats } from '../store.js';
+import { replayJobSnapshotText, type BlobLocation, type ExecutionBatchBuilder, type ReplayJobSnapshot, type Store, type StoreCapabilities, type StoreStats } from '../store.js';
 import { PgBatch, hexOf, pgArrayText, pgDenseArrayText, pgTextArrayText } from './batch.js';
 import { LOCATION_CHUNKED, blobRow, chunkStream, insertBlobHeap, insertBlobs, readBlob, writeStream } from './blobs.js';
 import { PG_CHECKPOINT_SELECT, applyTransition, toPgCheckpoint, type PgCheckpointRow } from './checkpoints.js';
@@ -789,6 +789,17 @@ export class PostgresStore implements Store {
     return this.#withClient((c) => access.listAccessLog(c, query));
   }
 
+
+  async appendReplayJobSnapshot(snapshot: ReplayJobSnapshot): Promise<void> {
+    const view = replayJobSnapshotText(snapshot);
+    await this.#withClient((c) => c.query('INSERT INTO replay_job_snapshots (job, at, view) VALUES ($1, $2, $3)', [snapshot.jobId, snapshot.atUs, view]));
+  }
+
+  async latestReplayJobSnapshot(jobId: string): Promise<ReplayJobSnapshot | undefined> {
+    const r = await this.#withClient((c) => c.query<{ at: number; view: string }>('SELECT at, view FROM replay_job_snapshots WHERE job = $1 ORDER BY seq DESC LIMIT 1', [jobId]));
+    const row = r.rows[0];
+    return row === undefined ? undefined : { jobId, atUs: row.at, view: JSON.parse(row.view) as JsonValue };
+  }
   async stats(): Promise<StoreStats> {
     const r = await this.#query<{ executions: number; failed: number; runs: number; steps: number; blobs: number; bytes: number }>(`
       SELECT (SELECT count(*) FROM executions) AS executions,

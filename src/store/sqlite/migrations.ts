@@ -309,6 +309,20 @@ CREATE INDEX access_log_by_time ON access_log (time);
 ${['tokens', 'token_revocations', 'access_log'].map(appendOnly).join('\n')}
 `,
   },
+  {
+    version: 7,
+    name: 'replay jobs of the HTTP API: a snapshot appended at each change',
+    sql: `
+CREATE TABLE replay_job_snapshots (
+  seq  INTEGER PRIMARY KEY,
+  job  TEXT NOT NULL,                   -- the job id (UUIDv7)
+  at   INTEGER NOT NULL,                -- epoch microseconds
+  view TEXT NOT NULL                    -- the job as GET /replays/{id} shows it (JSON)
+);
+CREATE INDEX replay_job_snapshots_by_job ON replay_job_snapshots (job, seq);
+${appendOnly('replay_job_snapshots')}
+`,
+  },
 ];
 
 /** The newest schema version this code knows. */

@@ -36,6 +36,7 @@ import {
   hashToBytes,
   sha256,
   type ContentHash,
+  type JsonValue,
 } from '../../hash/canonical.js';
 import { isUuid, nowUs, uuidFromBytes, uuidToBytes } from '../../ids.js';
 import { BatchApplier, DEFAULT_CACHE_MIB, configureConnection } from './apply-batch.js';
@@ -73,7 +74,7 @@ import type {
   TokenInfo,
   TokenRecord,
 } from '../records.js';
-import { CHECKPOINT_INLINE_MAX, type BlobLocation, type ExecutionBatchBuilder, type Store, type StoreCapabilities, type StoreStats } from '../store.js';
+import { CHECKPOINT_INLINE_MAX, replayJobSnapshotText, type BlobLocation, type ExecutionBatchBuilder, type ReplayJobSnapshot, type Store, type StoreCapabilities, type StoreStats } from '../store.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
 import { createSigningKey } from '../../merkle/head.js';
 import { SqliteObjects } from './objects.js';
@@ -743,6 +744,16 @@ export class SqliteStore implements Store {
     return (this.#db.prepare(sql).all(...args) as AccessRow[]).map(toAccess);
   }
 
+  async appendReplayJobSnapshot(snapshot: ReplayJobSnapshot): Promise<void> {
+    const view = replayJobSnapshotText(snapshot);
+    this.#stmt.insertJobSnapshot.run(snapshot.jobId, snapshot.atUs, view);
+  }
+
+  async latestReplayJobSnapshot(jobId: string): Promise<ReplayJobSnapshot | undefined> {
+    const row = this.#stmt.latestJobSnapshot.get(jobId) as { at: number; view: string } | undefined;
+    return row === undefined ? undefined : { jobId, atUs: row.at, view: JSON.parse(row.view) as JsonValue };
+  }
+
   async stats(): Promise<StoreStats> {
     const one = (sql: string): number => (this.#db.prepare(sql).get() as { n: number | null }).n ?? 0;
     return {
@@ -825,6 +836,8 @@ function prepareStatements(db: Database.Database) {
     listTokens: db.prepare(`${TOKEN_SELECT} ORDER BY t.seq`),
     revocationCount: db.prepare('SELECT count(*) AS n FROM token_revocations'),
     dataVersion: db.prepare('PRAGMA data_version').pluck(),
+    insertJobSnapshot: db.prepare('INSERT INTO replay_job_snapshots (job, at, view) VALUES (?, ?, ?)'),
+    latestJobSnapshot: db.prepare('SELECT at, view FROM replay_job_snapshots WHERE job = ? ORDER BY seq DESC LIMIT 1'),
     insertRevocation: db.prepare('INSERT OR IGNORE INTO token_revocations (token, revoked) SELECT seq, ? FROM tokens WHERE id = ?'),
     executionSketches: db.prepare(`
       SELECT e.id, sv.step_id, sv.version_hash, e.inputs, e.output, e.params, e.status, e.error, e.nondeterminism,
