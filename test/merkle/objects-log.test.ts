@@ -73,9 +73,9 @@ describe('a store made before the Merkle log', () => {
     await runPipeline(store, pipeline, new LogSource(store, 'nums'), { baseDir: project, to: 6, checkpoint: { everyRecords: 3 } });
     await putObject(store, 'a/1', { x: 1 });
     await store.close();
-    // Make it a version-4 store, as an older Provenant left it.
+    // Make it a version-4 store, as an older Provenant left it (the tables of migrations 5 and later gone).
     const db = new Database(join(dir, 'provenant.db'));
-    db.exec('DROP TABLE merkle_segments; DROP TABLE tree_heads; DROP TABLE signing_keys; DROP TABLE access_log; DROP TABLE token_revocations; DROP TABLE tokens; DELETE FROM schema_migrations WHERE version >= 5');
+    db.exec('DROP TABLE merkle_segments; DROP TABLE tree_heads; DROP TABLE signing_keys; DROP TABLE access_log; DROP TABLE token_revocations; DROP TABLE tokens; DROP TABLE replay_job_snapshots; DELETE FROM schema_migrations WHERE version >= 5');
     db.close();
     store = SqliteStore.open(dir, { writerThread: false });
     const migrated = await verifyStore(store);
