@@ -8,7 +8,7 @@
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
@@ -105,6 +105,32 @@ async function completeOutputs(store: string, streamId: string): Promise<{ perKe
   });
 }
 
+/** A project whose pipeline `name` tags each `{ key, seq }` record after `work` loop iterations; returns the pipeline file. */
+function writeKeyedProject(name: string, work: number): string {
+  const dir = makeRepoTempDir();
+  writeProject(dir, {
+    'pipeline.ts': `import { definePipeline } from 'provenant';
+export default definePipeline({ name: '${name}', failurePolicy: 'dead-letter', steps: [{ id: 'tag', module: './tag.ts' }] });`,
+    'tag.ts': `export default function tag(r: { key: string; seq: number }) {
+  let x = 0;
+  for (let i = 0; i < ${work}; i++) x = (x * 31 + i) % 1000003;
+  return { key: r.key, seq: r.seq, work: x };
+}`,
+  });
+  return join(dir, 'pipeline.ts');
+}
+
+/** Checkpoints without an end and runs without an end in a store's schema. */
+async function leftOpen(schema: string): Promise<{ checkpoints: number; runs: number } | undefined> {
+  const open = await rawPg((c) =>
+    c.query<{ checkpoints: number; runs: number }>(
+      `SELECT (SELECT count(*)::int FROM ${schema}.checkpoints c WHERE NOT EXISTS (SELECT 1 FROM ${schema}.checkpoint_ends e WHERE e.checkpoint = c.seq)) AS checkpoints,
+              (SELECT count(*)::int FROM ${schema}.runs r WHERE NOT EXISTS (SELECT 1 FROM ${schema}.run_ends e WHERE e.run = r.seq)) AS runs`,
+    ),
+  );
+  return open.rows[0];
+}
+
 function expectExactlyOnce(result: Awaited<ReturnType<typeof completeOutputs>>, total: number): void {
   const expected = new Map<string, number>();
   for (const r of records(total)) expected.set(r.key, r.seq);
@@ -128,19 +154,9 @@ describeWithService(POSTGRES, up, 'several workers on one stream (PostgreSQL + J
     await ensureDist();
     nc = await connect({ servers: NATS.url });
     jsm = await jetstreamManager(nc);
-    const dir = makeRepoTempDir();
-    writeProject(dir, {
-      'pipeline.ts': `import { definePipeline } from 'provenant';
-export default definePipeline({ name: 'keyed', failurePolicy: 'dead-letter', steps: [{ id: 'tag', module: './tag.ts' }] });`,
-      // A little work per record, so that a segment takes long enough to be cut in the middle.
-      'tag.ts': `export default function tag(r: { key: string; seq: number }) {
-  let x = 0;
-  for (let i = 0; i < 40000; i++) x = (x * 31 + i) % 1000003;
-  return { key: r.key, seq: r.seq, work: x };
-}`,
-    });
-    pipeline = join(dir, 'pipeline.ts');
-    projectDir = dir;
+    // A little work per record, so that a segment takes long enough to be cut in the middle.
+    pipeline = writeKeyedProject('keyed', 40_000);
+    projectDir = dirname(pipeline);
   }, 180_000);
 
   afterAll(async () => {
@@ -180,13 +196,7 @@ export default definePipeline({ name: 'keyed', failurePolicy: 'dead-letter', ste
     expectExactlyOnce(result, total);
     // Nothing is left open: the killed worker's run and checkpoint were ended by the worker that
     // took its segment over (FAILED, "abandoned", no executions).
-    const open = await rawPg((c) =>
-      c.query<{ checkpoints: number; runs: number }>(
-        `SELECT (SELECT count(*)::int FROM ${schema}.checkpoints c WHERE NOT EXISTS (SELECT 1 FROM ${schema}.checkpoint_ends e WHERE e.checkpoint = c.seq)) AS checkpoints,
-                (SELECT count(*)::int FROM ${schema}.runs r WHERE NOT EXISTS (SELECT 1 FROM ${schema}.run_ends e WHERE e.run = r.seq)) AS runs`,
-      ),
-    );
-    expect(open.rows[0]).toEqual({ checkpoints: 0, runs: 0 });
+    expect(await leftOpen(schema)).toEqual({ checkpoints: 0, runs: 0 });
     const failedEnds = await rawPg((c) => c.query<{ reason: string; executions: number }>(`SELECT reason, executions FROM ${schema}.checkpoint_ends WHERE status = 'FAILED'`));
     for (const e of failedEnds.rows) {
       expect(e.reason).toMatch(/^abandoned: the worker's lease on segment \d+ of jetstream:\S+ passed/);
@@ -248,13 +258,7 @@ export default definePipeline({ name: 'keyed', failurePolicy: 'dead-letter', ste
     for (const r of before.rows) expect(ids.has(r.id)).toBe(true);
     expectExactlyOnce(await completeOutputs(store, `jetstream:${name}`), total);
     // An attempt cut by the restart was ended by the worker that did its segment again: nothing open.
-    const open = await rawPg((c) =>
-      c.query<{ checkpoints: number; runs: number }>(
-        `SELECT (SELECT count(*)::int FROM ${schema}.checkpoints c WHERE NOT EXISTS (SELECT 1 FROM ${schema}.checkpoint_ends e WHERE e.checkpoint = c.seq)) AS checkpoints,
-                (SELECT count(*)::int FROM ${schema}.runs r WHERE NOT EXISTS (SELECT 1 FROM ${schema}.run_ends e WHERE e.run = r.seq)) AS runs`,
-      ),
-    );
-    expect(open.rows[0]).toEqual({ checkpoints: 0, runs: 0 });
+    expect(await leftOpen(schema)).toEqual({ checkpoints: 0, runs: 0 });
     const cut = await rawPg((c) => c.query<{ reason: string; executions: number }>(`SELECT reason, executions FROM ${schema}.checkpoint_ends WHERE status = 'FAILED'`));
     for (const e of cut.rows) {
       expect(e.reason).toMatch(/^abandoned: the connection to the store was lost during this attempt at segment \d+ of jetstream:\S+; worker \S+ did the segment again$/);
@@ -264,16 +268,7 @@ export default definePipeline({ name: 'keyed', failurePolicy: 'dead-letter', ste
   it('PostgreSQL away for longer than the store retries: the cut attempt is ended, the segment done again by a new run, and the worker goes on', async () => {
     // Each record takes a few ms, so the outage finds the worker in the middle of a segment and its
     // checkpoint's commit fails for good (the store gives up after retry_ms).
-    const dir = makeRepoTempDir();
-    writeProject(dir, {
-      'pipeline.ts': `import { definePipeline } from 'provenant';
-export default definePipeline({ name: 'keyed-slow', failurePolicy: 'dead-letter', steps: [{ id: 'tag', module: './tag.ts' }] });`,
-      'tag.ts': `export default function tag(r: { key: string; seq: number }) {
-  let x = 0;
-  for (let i = 0; i < 1500000; i++) x = (x * 31 + i) % 1000003;
-  return { key: r.key, seq: r.seq, work: x };
-}`,
-    });
+    const slowPipeline = writeKeyedProject('keyed-slow', 1_500_000);
     const total = 900;
     const name = await publish(total);
     const store = freshPgUrl('outage');
@@ -281,20 +276,14 @@ export default definePipeline({ name: 'keyed-slow', failurePolicy: 'dead-letter'
     const schema = new URL(store).searchParams.get('schema') as string;
     const impatient = new URL(store);
     impatient.searchParams.set('retry_ms', '300');
-    const worker = startWorker(join(dir, 'pipeline.ts'), impatient.toString(), name);
+    const worker = startWorker(slowPipeline, impatient.toString(), name);
     await waitFor(() => worker.events.filter((e) => e.kind === 'segment').length >= 1, 120_000, 'a segment done');
     execFileSync('pg_ctlcluster', ['--skip-systemctl-redirect', '15', 'main', 'stop'], { stdio: 'ignore' });
     await sleep(2000);
     execFileSync('pg_ctlcluster', ['--skip-systemctl-redirect', '15', 'main', 'start'], { stdio: 'ignore' });
     expect(await worker.exit, worker.stderr).toBe(0);
     expectExactlyOnce(await completeOutputs(store, `jetstream:${name}`), total);
-    const open = await rawPg((c) =>
-      c.query<{ checkpoints: number; runs: number }>(
-        `SELECT (SELECT count(*)::int FROM ${schema}.checkpoints c WHERE NOT EXISTS (SELECT 1 FROM ${schema}.checkpoint_ends e WHERE e.checkpoint = c.seq)) AS checkpoints,
-                (SELECT count(*)::int FROM ${schema}.runs r WHERE NOT EXISTS (SELECT 1 FROM ${schema}.run_ends e WHERE e.run = r.seq)) AS runs`,
-      ),
-    );
-    expect(open.rows[0]).toEqual({ checkpoints: 0, runs: 0 });
+    expect(await leftOpen(schema)).toEqual({ checkpoints: 0, runs: 0 });
     // The cut attempt: its checkpoint FAILED with no executions, its run failed, both saying why.
     const cut = await rawPg((c) =>
       c.query<{ reason: string; executions: number; run_status: string }>(
