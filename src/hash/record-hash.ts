@@ -96,12 +96,12 @@ class RecentQuoted {
   }
 }
 
-const lastRun = new RecentQuoted(safeQuoted);
-const lastFunction = new RecentQuoted(quoted);
-const lastVersion = new RecentQuoted(safeQuoted);
-const lastParams = new RecentQuoted(safeQuoted);
-const lastContext = new RecentQuoted(safeQuoted);
-const lastStream = new RecentQuoted(quoted);
+const runQuotes = new RecentQuoted(safeQuoted);
+const functionQuotes = new RecentQuoted(quoted);
+const versionQuotes = new RecentQuoted(safeQuoted);
+const paramsQuotes = new RecentQuoted(safeQuoted);
+const contextQuotes = new RecentQuoted(safeQuoted);
+const streamQuotes = new RecentQuoted(quoted);
 
 /**
  * The canonical record hash of an execution. It is computed once per execution, so it writes
@@ -111,12 +111,12 @@ const lastStream = new RecentQuoted(quoted);
  */
 export function executionRecordHash(e: HashedExecution): ContentHash {
   const id = safeQuoted(e.id);
-  const runId = lastRun.get(e.runId);
-  const functionId = lastFunction.get(e.functionId);
-  const version = lastVersion.get(e.functionVersionHash);
-  const params = lastParams.get(e.paramsHash);
-  const context = lastContext.get(e.contextHash);
-  const stream = lastStream.get(e.streamId);
+  const runId = runQuotes.get(e.runId);
+  const functionId = functionQuotes.get(e.functionId);
+  const version = versionQuotes.get(e.functionVersionHash);
+  const params = paramsQuotes.get(e.paramsHash);
+  const context = contextQuotes.get(e.contextHash);
+  const stream = streamQuotes.get(e.streamId);
   const output = safeQuoted(e.outputHash);
   const error = safeQuoted(e.errorHash);
   const nondeterminism = safeQuoted(e.nondeterminismHash);

@@ -6,7 +6,7 @@
  * a batch of 10,000 executions is a handful of round trips, not one per execution.
  */
 import { ProvenantError } from '../../errors.js';
-import { canonicalize, type ContentHash } from '../../hash/canonical.js';
+import { canonicalize, isContentHash, type ContentHash } from '../../hash/canonical.js';
 import { executionRecordHash } from '../../hash/record-hash.js';
 import type { AddValueOptions, ExecutionBatchBuilder } from '../store.js';
 import type { ExecutionContext, ExecutionWrite, ValueWrite } from '../records.js';
@@ -14,19 +14,9 @@ import { encodeEncodings } from '../sqlite/packed-batch.js';
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
-/** True for `sha256:` and 64 lowercase hex digits (a loop: cheaper than the RegExp on the hot path). */
-function isHash(s: string): boolean {
-  if (s.length !== 71 || !s.startsWith('sha256:')) return false;
-  for (let i = 7; i < 71; i++) {
-    const c = s.charCodeAt(i);
-    if (!((c >= 48 && c <= 57) || (c >= 97 && c <= 102))) return false;
-  }
-  return true;
-}
-
 /** The hex digest of a content hash, validated. */
 export function hexOf(hash: string, what: string): string {
-  if (typeof hash !== 'string' || !isHash(hash)) {
+  if (!isContentHash(hash)) {
     throw new ProvenantError('INPUT_INVALID', `${what} is not a content hash: ${String(hash).slice(0, 80)}`, {
       hint: 'A content hash is sha256: followed by 64 lowercase hex digits.',
       context: { hash: String(hash).slice(0, 80) },
@@ -57,11 +47,6 @@ export function pgTextArrayText(values: readonly (string | null)[]): string {
     return q;
   });
   return `{${parts.join(',')}}`;
-}
-
-/** {@link pgArrayText} for arrays without NULLs (no per-element callback). */
-export function pgDenseArrayText(values: readonly (number | string)[]): string {
-  return `{${values.join(',')}}`;
 }
 
 function checkUuid(id: string): void {

@@ -53,7 +53,7 @@ import type {
 } from '../records.js';
 import { decodeEncodings } from '../sqlite/packed-batch.js';
 import { replayJobSnapshotText, type BlobLocation, type ExecutionBatchBuilder, type ReplayJobSnapshot, type Store, type StoreCapabilities, type StoreStats } from '../store.js';
-import { PgBatch, hexOf, pgArrayText, pgDenseArrayText, pgTextArrayText } from './batch.js';
+import { PgBatch, hexOf, pgArrayText, pgTextArrayText } from './batch.js';
 import { LOCATION_CHUNKED, blobRow, chunkStream, insertBlobHeap, insertBlobs, readBlob, writeStream } from './blobs.js';
 import { PG_CHECKPOINT_SELECT, applyTransition, toPgCheckpoint, type PgCheckpointRow } from './checkpoints.js';
 import * as access from './access.js';
@@ -439,24 +439,24 @@ export class PostgresStore implements Store {
                    AS t(id, run, sv, ia, il, oa, pa, ca, started, duration, status, ea, na, ga, gl, stream, off, ra)`,
           values: [
             batch.heap.bytes(),
-            pgDenseArrayText(c.id),
+            pgArrayText(c.id),
             pgArrayText(c.runId.map((id) => runs.get(id))),
             pgArrayText(c.stepKey.map((k) => steps.get(k))),
-            pgDenseArrayText(c.inputsAt),
-            pgDenseArrayText(c.inputsLength),
-            pgDenseArrayText(c.outputAt),
-            pgDenseArrayText(c.paramsAt),
-            pgDenseArrayText(c.contextAt),
-            pgDenseArrayText(c.started),
-            pgDenseArrayText(c.duration),
-            pgDenseArrayText(c.status),
-            pgDenseArrayText(c.errorAt),
-            pgDenseArrayText(c.nondeterminismAt),
-            pgDenseArrayText(c.encodingsAt),
-            pgDenseArrayText(c.encodingsLength),
+            pgArrayText(c.inputsAt),
+            pgArrayText(c.inputsLength),
+            pgArrayText(c.outputAt),
+            pgArrayText(c.paramsAt),
+            pgArrayText(c.contextAt),
+            pgArrayText(c.started),
+            pgArrayText(c.duration),
+            pgArrayText(c.status),
+            pgArrayText(c.errorAt),
+            pgArrayText(c.nondeterminismAt),
+            pgArrayText(c.encodingsAt),
+            pgArrayText(c.encodingsLength),
             pgTextArrayText(c.stream),
             pgArrayText(c.offset),
-            pgDenseArrayText(c.recordHashAt),
+            pgArrayText(c.recordHashAt),
           ],
         });
       } catch (err) {
