@@ -10,19 +10,14 @@ import { createSigningKey, keyId, loadSigningKey, parsePublicKey, signingKeyPath
 import { proveConsistency, proveInclusion, verifyProofFile, type ProofFile } from '../merkle/proof.js';
 import { verifyStore } from '../merkle/verify.js';
 import { emitOpenLineage, exportFormat, exportFormats, lineageEndpoint, openLineageEvents, type ExportScope } from '../export/index.js';
-import { SqliteStore } from '../store/sqlite/sqlite-store.js';
+import { PostgresStore } from '../store/postgres/postgres-store.js';
 import type { Store } from '../store/store.js';
 import { print, storeOption, withStore, type StoreOpts } from './common.js';
 import { count, paint } from './format.js';
 
-function sqlite(store: Store): SqliteStore {
-  if (!(store instanceof SqliteStore)) {
-    throw new ProvenantError('INPUT_INVALID', `the Merkle log is read from the embedded SQLite store; ${store.location} is another backend`, {
-      hint: 'Run this command on a SQLite store folder.',
-      context: { store: store.location },
-    });
-  }
-  return store;
+/** Where a store's signing key lives: the store folder (embedded) or the key folder of a PostgreSQL store. */
+function keyHome(store: Store): string {
+  return store instanceof PostgresStore ? store.keyHome : store.location;
 }
 
 function readJson(path: string, what: string): unknown {
@@ -57,13 +52,16 @@ export function addTamperCommands(program: Command): void {
     .addOption(storeOption())
     .option('--json', 'machine-readable output')
     .action(async (opts: StoreOpts & { json?: boolean }) => {
-      const created = createSigningKey(opts.store);
+      // An embedded store's key is made before opening it (opening a new store would make one itself).
+      const embeddedCreated = /^postgres(ql)?:\/\//.test(opts.store) ? undefined : createSigningKey(opts.store);
       await withStore(opts, true, async (store) => {
-        const key = loadSigningKey(store.location);
-        if (key === undefined) throw new ProvenantError('NOT_FOUND', `no signing key at ${signingKeyPath(store.location)}`, {});
+        const home = keyHome(store);
+        const created = embeddedCreated ?? createSigningKey(home);
+        const key = loadSigningKey(home);
+        if (key === undefined) throw new ProvenantError('NOT_FOUND', `no signing key at ${signingKeyPath(home)}`, {});
         const id = keyId(createPublicKey(key));
-        print(opts.json === true, { created, keyId: id, path: signingKeyPath(store.location) }, () =>
-          created ? `Created the signing key ${id}\n  ${signingKeyPath(store.location)} (mode 0600)` : `The store already has a signing key (kept): ${id}`,
+        print(opts.json === true, { created, keyId: id, path: signingKeyPath(home) }, () =>
+          created ? `Created the signing key ${id}\n  ${signingKeyPath(home)} (mode 0600)` : `The store already has a signing key (kept): ${id}`,
         );
       });
     });
@@ -76,8 +74,8 @@ export function addTamperCommands(program: Command): void {
     .option('--json', 'machine-readable output')
     .action(async (opts: StoreOpts & { public?: boolean; jwk?: boolean; json?: boolean }) => {
       await withStore(opts, false, async (store) => {
-        const path = signingKeyPath(store.location);
-        const key = loadSigningKey(store.location);
+        const path = signingKeyPath(keyHome(store));
+        const key = loadSigningKey(keyHome(store));
         if (key === undefined) {
           throw new ProvenantError('NOT_FOUND', `the store at ${store.location} has no signing key`, { hint: 'Run `provenant keys create`.', context: { path } });
         }
@@ -113,12 +111,12 @@ export function addTamperCommands(program: Command): void {
               hint: 'e.g. provenant proof --consistency 1000 2000',
             });
           }
-          proof = proveConsistency(sqlite(store), a, b);
+          proof = await proveConsistency(store, a, b);
         } else {
           if (recordId === undefined) {
             throw new ProvenantError('INPUT_INVALID', 'give an execution or checkpoint id, or --consistency <old> [new]', { hint: 'provenant proof <executionId>' });
           }
-          proof = await proveInclusion(sqlite(store), recordId);
+          proof = await proveInclusion(store, recordId);
         }
         const text = `${JSON.stringify(proof, null, 2)}\n`;
         if (opts.out === undefined) {
@@ -162,7 +160,7 @@ export function addTamperCommands(program: Command): void {
       const publicKey = opts.key === undefined ? undefined : readKey(opts.key);
       await withStore(opts, false, async (store) => {
         const t0 = performance.now();
-        const report = await verifyStore(sqlite(store), { ...(head === undefined ? {} : { head }), ...(publicKey === undefined ? {} : { publicKey }) });
+        const report = await verifyStore(store, { ...(head === undefined ? {} : { head }), ...(publicKey === undefined ? {} : { publicKey }) });
         const seconds = (performance.now() - t0) / 1000;
         if (opts.saveHead !== undefined && report.latestHead !== null && report.intact) writeFileSync(opts.saveHead, `${JSON.stringify(report.latestHead, null, 2)}\n`);
         print(opts.json === true, report, () => {

@@ -13,8 +13,8 @@ import { ProvenantError } from '../errors.js';
 import { canonicalize, hashFromBytes, hashToBytes, sha256, type ContentHash, type JsonValue } from '../hash/canonical.js';
 import { canonicalCheckpoint, canonicalObjectVersion, canonicalRecord } from '../hash/record-hash.js';
 import { isUuid, uuidToBytes } from '../ids.js';
-import { MerkleLogReader, type HeadRow } from '../store/sqlite/merkle-read.js';
-import type { SqliteStore } from '../store/sqlite/sqlite-store.js';
+import type { Store } from '../store/store.js';
+import { merkleSource, type HeadRow, type MerkleSource } from './source.js';
 import { verifyHeadSignature, type SignedTreeHead } from './head.js';
 import { consistencyProof, inclusionProof, leafHash, rootOf, verifyConsistency, verifyInclusion } from './tree.js';
 
@@ -60,11 +60,11 @@ function toHead(h: HeadRow): SignedTreeHead {
 }
 
 /** Every leaf hash of the log in order, and where a record sits in it. */
-function readLeaves(reader: MerkleLogReader, find?: (type: string, key: Buffer | number) => boolean): { leaves: Buffer[]; index: number } {
+async function readLeaves(source: MerkleSource, find?: (type: string, key: Buffer | number) => boolean): Promise<{ leaves: Buffer[]; index: number }> {
   const leaves: Buffer[] = [];
   let index = -1;
-  for (const s of reader.segments()) {
-    for (const r of reader.records(s)) {
+  for (const s of await source.segments()) {
+    for (const r of await source.records(s)) {
       if (r.recordHash === null) continue;
       if (index < 0 && find?.(r.type, r.key) === true) index = leaves.length;
       leaves.push(leafHash(r.recordHash));
@@ -74,8 +74,8 @@ function readLeaves(reader: MerkleLogReader, find?: (type: string, key: Buffer |
 }
 
 /** The latest signed tree head of a store, or undefined before its first COMPLETE checkpoint. */
-export function latestHead(store: SqliteStore): SignedTreeHead | undefined {
-  const heads = new MerkleLogReader(store.database).heads();
+export async function latestHead(store: Store): Promise<SignedTreeHead | undefined> {
+  const heads = await merkleSource(store).heads();
   const last = heads[heads.length - 1];
   return last === undefined ? undefined : toHead(last);
 }
@@ -84,10 +84,9 @@ export function latestHead(store: SqliteStore): SignedTreeHead | undefined {
  * The inclusion proof of an execution or checkpoint (by id) against the latest signed head.
  * @throws ProvenantError NOT_FOUND (no such record), INPUT_INVALID (not yet covered by a signed head)
  */
-export async function proveInclusion(store: SqliteStore, recordId: string): Promise<InclusionProofFile> {
-  const db = store.database;
-  const reader = new MerkleLogReader(db);
-  const heads = reader.heads();
+export async function proveInclusion(store: Store, recordId: string): Promise<InclusionProofFile> {
+  const source = merkleSource(store);
+  const heads = await source.heads();
   const head = heads[heads.length - 1];
   let canonical: JsonValue;
   let type: 'execution' | 'checkpoint' | 'object version';
@@ -117,10 +116,10 @@ export async function proveInclusion(store: SqliteStore, recordId: string): Prom
     }
     type = 'checkpoint';
     canonical = canonicalCheckpoint(c, c.end);
-    const seq = (db.prepare('SELECT seq FROM checkpoints WHERE id = ?').get(recordId) as { seq: number }).seq;
+    const seq = await source.checkpointSeq(recordId);
     match = (t, k) => t === 'checkpoint' && k === seq;
   }
-  const { leaves, index } = readLeaves(reader, match);
+  const { leaves, index } = await readLeaves(source, match);
   if (index < 0) {
     throw new ProvenantError('NOT_FOUND', `${type} ${recordId} is not in the store's Merkle log`, {
       hint: 'Run `provenant verify`: a record missing from the log means the store was changed underneath.',
@@ -149,10 +148,10 @@ export async function proveInclusion(store: SqliteStore, recordId: string): Prom
  * The consistency proof between tree sizes `oldSize` and `newSize` (default: the latest signed head).
  * @throws ProvenantError INPUT_INVALID when the sizes are out of order or beyond the log
  */
-export function proveConsistency(store: SqliteStore, oldSize: number, newSize?: number): ConsistencyProofFile {
-  const reader = new MerkleLogReader(store.database);
-  const heads = reader.heads();
-  const { leaves } = readLeaves(reader);
+export async function proveConsistency(store: Store, oldSize: number, newSize?: number): Promise<ConsistencyProofFile> {
+  const source = merkleSource(store);
+  const heads = await source.heads();
+  const { leaves } = await readLeaves(source);
   const to = newSize ?? heads[heads.length - 1]?.tree_size ?? leaves.length;
   if (!Number.isSafeInteger(oldSize) || !Number.isSafeInteger(to) || oldSize < 0 || oldSize > to || to > leaves.length) {
     throw new ProvenantError('INPUT_INVALID', `no consistency proof from size ${oldSize} to size ${to}: the log has ${leaves.length} leaves`, {

@@ -22,11 +22,10 @@ import { hashFromBytes, sha256, type ContentHash } from '../hash/canonical.js';
 import { checkpointRecordHash, executionRecordHash, objectVersionRecordHash, type HashedExecution } from '../hash/record-hash.js';
 import { uuidFromBytes } from '../ids.js';
 import { BlobCorruptError, BlobMissingError } from '../errors.js';
-import { CHECKPOINT_SELECT, toCheckpoint, type CheckpointRow } from '../store/sqlite/checkpoints.js';
-import { MerkleLogReader, type SegmentRow } from '../store/sqlite/merkle-read.js';
 import { LEAF_CHECKPOINT, LEAF_EXECUTIONS } from '../store/sqlite/merkle-log.js';
 import { decodeEncodings } from '../store/sqlite/packed-batch.js';
-import type { SqliteStore } from '../store/sqlite/sqlite-store.js';
+import type { Store } from '../store/store.js';
+import { merkleSource, type LeafRecord, type Lookups, type RawExecution, type SegmentRow } from './source.js';
 import { keyId, verifyHeadSignature, type SignedTreeHead } from './head.js';
 import { Frontier, leafHash } from './tree.js';
 
@@ -86,32 +85,6 @@ export interface VerifyOptions {
   readonly publicKey?: KeyObject;
   /** Skip reading every blob (only check presence). Default: false. */
   readonly skipBlobBytes?: boolean;
-}
-
-interface RawExecution {
-  id: Buffer;
-  run: number;
-  step_version: number;
-  inputs: Buffer;
-  output: Buffer | null;
-  params: Buffer;
-  context: number;
-  started: number;
-  duration: number;
-  status: number;
-  error: Buffer | null;
-  nondeterminism: Buffer | null;
-  encodings: Buffer | null;
-  stream: number | null;
-  offset: number | null;
-  record_hash: Buffer;
-}
-
-interface Lookups {
-  runs: Map<number, string>;
-  steps: Map<number, { stepId: string; version: ContentHash }>;
-  contexts: Map<number, ContentHash>;
-  streams: Map<number, string>;
 }
 
 /** The record hash a raw execution row hashes to now, or undefined when it cannot be read as a record. */
@@ -335,21 +308,11 @@ function describeValue(column: Column, v: unknown, l: Lookups): string | number 
   }
 }
 
-/** Verify a SQLite store. Never throws for tampering: findings say what changed. */
-export async function verifyStore(store: SqliteStore, options: VerifyOptions = {}): Promise<VerifyReport> {
-  const db = store.database;
+/** Verify a store (SQLite or PostgreSQL). Never throws for tampering: findings say what changed. */
+export async function verifyStore(store: Store, options: VerifyOptions = {}): Promise<VerifyReport> {
+  const source = merkleSource(store);
   const findings: Finding[] = [];
-  const l: Lookups = {
-    runs: new Map((db.prepare('SELECT seq, id FROM runs').all() as { seq: number; id: string }[]).map((r) => [r.seq, r.id])),
-    steps: new Map(
-      (db.prepare('SELECT seq, step_id, version_hash FROM step_versions').all() as { seq: number; step_id: string; version_hash: Buffer }[]).map((r) => [
-        r.seq,
-        { stepId: r.step_id, version: hashFromBytes(r.version_hash) },
-      ]),
-    ),
-    contexts: new Map((db.prepare('SELECT seq, hash FROM contexts').all() as { seq: number; hash: Buffer }[]).map((r) => [r.seq, hashFromBytes(r.hash)])),
-    streams: new Map((db.prepare('SELECT seq, id FROM streams').all() as { seq: number; id: string }[]).map((r) => [r.seq, r.id])),
-  };
+  const l: Lookups = await source.lookups();
   const referenced = new Map<string, string>(); // blob hex → what refers to it (first seen)
   const refer = (b: Buffer | null, what: string): void => {
     if (b !== null && b.length === 32) {
@@ -361,7 +324,7 @@ export async function verifyStore(store: SqliteStore, options: VerifyOptions = {
   // 1. Executions: each row against its own record hash.
   const changed = new Map<string, RawExecution>(); // id hex → row whose fields do not match its record hash
   let executions = 0;
-  for (const row of db.prepare('SELECT * FROM executions').iterate() as IterableIterator<RawExecution>) {
+  for await (const row of source.executions()) {
     executions++;
     const now = rowRecordHash(row, l);
     if (now === undefined || row.record_hash.length !== 32 || now !== hashFromBytes(row.record_hash)) changed.set(row.id.toString('hex'), row);
@@ -375,23 +338,19 @@ export async function verifyStore(store: SqliteStore, options: VerifyOptions = {
 
   // 2. Checkpoints: each ended one against its record hash.
   let checkpoints = 0;
-  const checkpointChanged = new Set<number>();
-  for (const row of db.prepare(CHECKPOINT_SELECT).iterate() as IterableIterator<CheckpointRow>) {
+  for await (const row of source.checkpoints()) {
     checkpoints++;
     const what = `checkpoint ${row.id}`;
-    refer(row.pipeline, what);
-    refer(row.state, what);
-    refer(row.input_slice, what);
-    if (row.status === null) continue;
-    const c = toCheckpoint(row);
+    for (const v of row.values) refer(v, what);
+    const c = row.record;
+    if (c.end === null) continue;
     let now: string | undefined;
     try {
-      now = c.end === null ? undefined : checkpointRecordHash(c, c.end);
+      now = checkpointRecordHash(c, c.end);
     } catch {
       now = undefined;
     }
-    if (row.record_hash === null || now !== hashFromBytes(row.record_hash)) {
-      checkpointChanged.add(row.seq);
+    if (row.recordHash === null || now !== hashFromBytes(row.recordHash)) {
       findings.push({
         kind: 'record-changed',
         record: { type: 'checkpoint', id: row.id },
@@ -402,9 +361,8 @@ export async function verifyStore(store: SqliteStore, options: VerifyOptions = {
 
   // 2b. Object versions: each against its record hash; their content is a referenced blob only while kept (policy).
   let versions = 0;
-  for (const { id } of db.prepare('SELECT id FROM object_versions ORDER BY seq').all() as { id: Buffer }[]) {
+  for (const versionId of await source.objectVersionIds()) {
     versions++;
-    const versionId = id.length === 16 ? uuidFromBytes(id) : id.toString('hex');
     const v = await store.getObjectVersion(versionId);
     let now: string | undefined;
     try {
@@ -418,8 +376,7 @@ export async function verifyStore(store: SqliteStore, options: VerifyOptions = {
   }
 
   // 3. The log, segment by segment; the tree rebuilt from the records as they are now.
-  const reader = new MerkleLogReader(db);
-  const headRows = reader.heads();
+  const headRows = await source.heads();
   const wanted = new Set<number>(headRows.map((h) => h.tree_size));
   if (options.head !== undefined) wanted.add(options.head.treeSize);
   const rootsAt = new Map<number, Buffer>();
@@ -433,19 +390,14 @@ export async function verifyStore(store: SqliteStore, options: VerifyOptions = {
     blobSet ??= new Set(storedValues().map((h) => h.toString('hex')));
     return blobSet.has(b.toString('hex'));
   };
-  let storedCache: Buffer[] | undefined;
-  const storedValues = (): Buffer[] => (storedCache ??= (db.prepare('SELECT hash FROM blobs').all() as { hash: Buffer }[]).map((r) => r.hash));
+  const storedCache = changed.size > 0 ? await source.blobHashes() : [];
+  const storedValues = (): Buffer[] => storedCache;
   const runIdsCache = new Map<number, Buffer[]>();
-  const runIds = (run: number) => (): Buffer[] => {
-    let ids = runIdsCache.get(run);
-    if (ids === undefined) {
-      ids = (db.prepare('SELECT id FROM executions WHERE run = ?').all(run) as { id: Buffer }[]).map((r) => r.id);
-      runIdsCache.set(run, ids);
-    }
-    return ids;
-  };
-  for (const s of reader.segments()) {
-    const records = reader.records(s);
+  for (const row of changed.values()) if (!runIdsCache.has(row.run)) runIdsCache.set(row.run, await source.runExecutionIds(row.run));
+  const runIds = (run: number) => (): Buffer[] => runIdsCache.get(run) ?? [];
+  const segments = await source.segments();
+  for (const s of segments) {
+    const records = await source.records(s);
     covered += s.kind === LEAF_EXECUTIONS ? records.filter((r) => r.recordHash !== null).length : 0;
     for (const r of records) {
       if (r.recordHash === null) continue;
@@ -475,10 +427,10 @@ export async function verifyStore(store: SqliteStore, options: VerifyOptions = {
   if (covered !== executions) {
     // Executions no segment covers: inserted outside every logged range.
     const inLog = new Set<string>();
-    for (const s of reader.segments()) for (const r of reader.records(s)) if (r.type === 'execution' && r.recordHash !== null) inLog.add((r.key as Buffer).toString('hex'));
-    for (const row of db.prepare('SELECT id FROM executions').iterate() as IterableIterator<{ id: Buffer }>) {
-      if (!inLog.has(row.id.toString('hex'))) {
-        const id = row.id.length === 16 ? uuidFromBytes(row.id) : row.id.toString('hex');
+    for (const s of segments) for (const r of await source.records(s)) if (r.type === 'execution' && r.recordHash !== null) inLog.add((r.key as Buffer).toString('hex'));
+    for await (const key of source.executionIds()) {
+      if (!inLog.has(key.toString('hex'))) {
+        const id = key.length === 16 ? uuidFromBytes(key) : key.toString('hex');
         findings.push({ kind: 'record-inserted', record: { type: 'execution', id }, message: `execution ${id} is in no part of the log: it was inserted after the fact` });
       }
     }
@@ -541,15 +493,15 @@ export async function verifyStore(store: SqliteStore, options: VerifyOptions = {
   const present = new Set<string>();
   const artifacts = new Map<string, string>();
   for (const s of l.steps.values()) artifacts.set(s.version.slice(7), `${s.stepId} version ${s.version}`);
-  for (const row of db.prepare('SELECT hash, location, bytes FROM blobs').iterate() as IterableIterator<{ hash: Buffer; location: number; bytes: Buffer | null }>) {
+  for await (const row of source.blobs()) {
     blobs++;
     const hex = row.hash.toString('hex');
     present.add(hex);
     if (options.skipBlobBytes === true && !artifacts.has(hex)) continue;
     const hash = `sha256:${hex}` as ContentHash;
     let problem: 'missing' | 'corrupt' | undefined;
-    if (row.location === 0) {
-      if (sha256(row.bytes ?? Buffer.alloc(0)) !== hash) problem = 'corrupt';
+    if (row.inline !== null) {
+      if (sha256(row.inline) !== hash) problem = 'corrupt';
     } else {
       try {
         await store.getBlob(hash);
@@ -563,7 +515,7 @@ export async function verifyStore(store: SqliteStore, options: VerifyOptions = {
   }
   for (const [hex, what] of artifacts) if (!present.has(hex)) findings.push(blobFinding(`sha256:${hex}` as ContentHash, 'missing', what, undefined));
   // Object versions' contents may be absent by policy (materialization, gc: recomputed on demand).
-  const recomputable = new Set((db.prepare('SELECT DISTINCT value FROM object_versions').all() as { value: Buffer }[]).map((r) => r.value.toString('hex')));
+  const recomputable = await source.versionValues();
   for (const [hex, what] of referenced) {
     if (!present.has(hex) && !artifacts.has(hex) && !recomputable.has(hex)) findings.push(blobFinding(`sha256:${hex}` as ContentHash, 'missing', undefined, what));
   }
@@ -605,7 +557,7 @@ export async function verifyStore(store: SqliteStore, options: VerifyOptions = {
 /** Why a segment's records no longer give the frontier it logged. */
 function explainSegment(
   s: SegmentRow,
-  records: ReturnType<MerkleLogReader['records']>,
+  records: LeafRecord[],
   matches: (f: Frontier) => boolean,
   leavesOf: (hashes: (Buffer | null)[]) => Frontier,
   changed: Map<string, RawExecution>,

@@ -84,8 +84,17 @@ export function toPgCheckpoint(row: PgCheckpointRow): CheckpointRecord {
  * Apply a transition inside the caller's transaction: end the current checkpoint, then open the
  * next. `runSeq` turns a run id into its row number (throwing NOT_FOUND).
  */
-export async function applyTransition(client: pg.ClientBase, t: CheckpointTransition, location: string, runSeq: (id: string) => Promise<number>): Promise<void> {
-  if (t.end !== undefined) await endCheckpoint(client, t.end, location);
+export async function applyTransition(
+  client: pg.ClientBase,
+  t: CheckpointTransition,
+  location: string,
+  runSeq: (id: string) => Promise<number>,
+  onEnded?: (ended: { seq: number; recordHash: Buffer; status: string }) => Promise<void>,
+): Promise<void> {
+  if (t.end !== undefined) {
+    const ended = await endCheckpoint(client, t.end, location);
+    await onEnded?.(ended);
+  }
   if (t.begin !== undefined) await beginCheckpoint(client, t.begin, location, runSeq);
 }
 
@@ -113,7 +122,7 @@ async function beginCheckpoint(client: pg.ClientBase, b: CheckpointBegin, locati
   }
 }
 
-async function endCheckpoint(client: pg.ClientBase, e: CheckpointEnd, location: string): Promise<void> {
+async function endCheckpoint(client: pg.ClientBase, e: CheckpointEnd, location: string): Promise<{ seq: number; recordHash: Buffer; status: string }> {
   if (!isUuid(e.checkpointId)) {
     throw new ProvenantError('NOT_FOUND', `checkpoint ${e.checkpointId} does not exist in ${location}`, { context: { checkpointId: e.checkpointId } });
   }
@@ -167,6 +176,7 @@ async function endCheckpoint(client: pg.ClientBase, e: CheckpointEnd, location: 
         hashToBytes(recordHash),
       ],
     });
+    return { seq: row.seq, recordHash: hashToBytes(recordHash), status: e.status };
   } catch (err) {
     if (sqlState(err) === '23505') {
       throw new ProvenantError('CHECKPOINT_INVALID', `checkpoint ${e.checkpointId} has already ended`, {

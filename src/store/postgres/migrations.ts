@@ -14,6 +14,8 @@ export interface PgMigration {
   readonly version: number;
   readonly name: string;
   readonly sql: string;
+  /** Work done after the SQL, in the same transaction (e.g. filling a new table from old rows). */
+  readonly after?: (client: import('pg').ClientBase) => Promise<void>;
 }
 
 const appendOnly = (table: string): string => `
@@ -324,6 +326,48 @@ CREATE TABLE replay_job_snapshots (
 CREATE INDEX replay_job_snapshots_by_job ON replay_job_snapshots (job, seq);
 ${appendOnly('replay_job_snapshots')}
 `,
+  },
+  {
+    version: 7,
+    name: 'tamper evidence: Merkle log, signing keys, signed tree heads (as the SQLite backend)',
+    sql: `
+-- The Merkle log (RFC 9162 style; src/merkle/): one leaf per execution, ended checkpoint and object
+-- version, in commit order; a leaf's entry is the record hash stored with its record. Appends are
+-- serialized by a transaction-level advisory lock taken just before commit, so concurrent workers
+-- get one total order. A segment row names a run of consecutive leaves by where their records are,
+-- plus the tree's frontier after it (appending never reads earlier leaves).
+CREATE TABLE merkle_segments (
+  seq       bigserial PRIMARY KEY,      -- log order
+  kind      smallint NOT NULL,          -- 0: executions of one run, 1: an ended checkpoint, 2: object versions
+  scope     bigint NOT NULL,            -- kind 0: runs.seq; 1: checkpoints.seq; 2: the first version's seq
+  first     bytea,                      -- kind 0: first and last execution id (16 bytes) of a clean range
+  last      bytea,
+  ids       bytea,                      -- kind 0 not a clean range, and kind 2: the ids (16 bytes each), in leaf order
+  leaves    bigint NOT NULL,
+  tree_size bigint NOT NULL,            -- tree size after it
+  frontier  bytea NOT NULL              -- the tree's perfect-subtree roots after it, largest first
+);
+
+CREATE TABLE signing_keys (
+  seq        bigserial PRIMARY KEY,
+  key_id     bytea NOT NULL UNIQUE,     -- SHA-256 of the public key (SubjectPublicKeyInfo DER)
+  public_key text NOT NULL,             -- PEM
+  created    bigint NOT NULL
+);
+
+-- A signed tree head per COMPLETE checkpoint, committed with the checkpoint's end.
+CREATE TABLE tree_heads (
+  seq        bigserial PRIMARY KEY,
+  checkpoint bigint NOT NULL REFERENCES checkpoints(seq),
+  tree_size  bigint NOT NULL,
+  root       bytea NOT NULL,
+  timestamp  bigint NOT NULL,
+  key        bigint REFERENCES signing_keys(seq),
+  signature  bytea
+);
+${['merkle_segments', 'signing_keys', 'tree_heads'].map(appendOnly).join('\n')}
+`,
+    after: async (client) => (await import('./merkle-log.js')).backfillPgMerkleLog(client),
   },
 ];
 

@@ -18,7 +18,7 @@ import type { Readable } from 'node:stream';
 import pg from 'pg';
 import { BlobCorruptError, BlobMissingError, ProvenantError } from '../../errors.js';
 import { canonicalize, hashFromBytes, hashToBytes, sha256, type ContentHash, type JsonValue } from '../../hash/canonical.js';
-import { isUuid, nowUs } from '../../ids.js';
+import { isUuid, nowUs, uuidToBytes } from '../../ids.js';
 import type {
   AccessLogEntry,
   AccessLogQuery,
@@ -59,6 +59,7 @@ import { PG_CHECKPOINT_SELECT, applyTransition, toPgCheckpoint, type PgCheckpoin
 import * as access from './access.js';
 import { checkStreamId, toStreamSummary, type StreamSummaryRow } from '../shared-rows.js';
 import { DEFAULT_RETRY, createPool, inTransaction, parsePgLocation, sqlState, withClient, type PgLocation } from './connection.js';
+import { PgMerkleLog, pgKeyHome, type RunLeaves } from './merkle-log.js';
 import { PG_MIGRATIONS, PG_SCHEMA_VERSION } from './migrations.js';
 import * as objects from './objects.js';
 import { Readable as NodeReadable } from 'node:stream';
@@ -96,11 +97,17 @@ export class PostgresStore implements Store {
   readonly #stepSeq = new Map<string, number>();
   #closed = false;
   #commitGuard: ((client: pg.ClientBase, checkpoint: CheckpointTransition) => Promise<void>) | undefined;
+  readonly #log: PgMerkleLog;
+  /** Where this store's signing key is kept (outside the database; see src/store/postgres/merkle-log.ts). */
+  readonly keyHome: string;
 
   private constructor(where: PgLocation, pool: pg.Pool) {
     this.#where = where;
     this.location = where.display;
     this.#pool = pool;
+    const url = new URL(where.connectionString);
+    this.keyHome = pgKeyHome({ host: url.hostname || 'localhost', port: url.port || '5432', database: decodeURIComponent(url.pathname.slice(1)) || 'postgres', schema: where.schema });
+    this.#log = new PgMerkleLog(where.schema, this.keyHome);
   }
 
   /**
@@ -182,6 +189,7 @@ export class PostgresStore implements Store {
         for (const m of PG_MIGRATIONS) {
           if (m.version <= now) continue;
           await client.query(m.sql);
+          if (m.after !== undefined) await m.after(client);
           await client.query('INSERT INTO schema_migrations (version, name, applied) VALUES ($1, $2, $3)', [m.version, m.name, Date.now()]);
         }
       });
@@ -419,6 +427,29 @@ export class PostgresStore implements Store {
         values: [[...batch.contexts.keys()], [...batch.contexts.values()]],
       });
     }
+    // The Merkle log's segments of these executions, one per run (built now: a clean id range needs
+    // each run's largest id before the batch); appended under the log's lock at the end.
+    let runLeaves: RunLeaves[] = [];
+    if (c.id.length > 0) {
+      const seqs = [...runs.values()];
+      const max = await client.query<{ run: number; max: Buffer | null }>({
+        name: 'provenant_runs_max_id',
+        text: 'SELECT r AS run, (SELECT uuid_send(id) FROM executions WHERE run = r ORDER BY id DESC LIMIT 1) AS max FROM unnest($1::bigint[]) AS r',
+        values: [seqs],
+      });
+      const byRun = new Map<string, { ids: Buffer[]; recordHashes: Buffer[] }>();
+      const heap = batch.heap.bytes();
+      for (let i = 0; i < c.id.length; i++) {
+        const runId = c.runId[i] as string;
+        let list = byRun.get(runId);
+        if (list === undefined) byRun.set(runId, (list = { ids: [], recordHashes: [] }));
+        list.ids.push(uuidToBytes(c.id[i] as string));
+        const at = c.recordHashAt[i] as number;
+        list.recordHashes.push(Buffer.from(heap.buffer, heap.byteOffset + at, 32));
+      }
+      const maxOf = new Map(max.rows.map((r) => [r.run, r.max]));
+      runLeaves = [...byRun].map(([runId, list]) => ({ runSeq: runs.get(runId) as number, previousMax: maxOf.get(runs.get(runId) as number) ?? null, ...list }));
+    }
     if (c.id.length > 0) {
       try {
         // Digests come out of one binary parameter ($1) by offset; -1 is NULL.
@@ -481,9 +512,17 @@ export class PostgresStore implements Store {
     // makes this one wait until that transaction ends — inserted last, they are held only until
     // the commit, not for the whole batch.
     await insertBlobHeap(client, batch.valueHeap.bytes(), batch.values.values());
+    if (checkpoint?.end !== undefined && this.#commitGuard !== undefined) await this.#commitGuard(client, checkpoint);
+    // The log last, under its lock (held until the commit): executions, then the ended checkpoint and its head.
+    if (runLeaves.length > 0 || checkpoint?.end !== undefined) {
+      await this.#log.lock(client);
+      await this.#log.append(client, PgMerkleLog.executionSegments(runLeaves));
+    }
     if (checkpoint !== undefined) {
-      if (checkpoint.end !== undefined && this.#commitGuard !== undefined) await this.#commitGuard(client, checkpoint);
-      await applyTransition(client, checkpoint, this.location, runSeq);
+      await applyTransition(client, checkpoint, this.location, runSeq, async (ended) => {
+        await this.#log.append(client, [PgMerkleLog.checkpointSegment(ended.seq, ended.recordHash)]);
+        if (ended.status === 'COMPLETE') await this.#log.recordHead(client, ended.seq);
+      });
     }
   }
 
@@ -689,7 +728,16 @@ export class PostgresStore implements Store {
     return this.#withClient((c) =>
       inTransaction(c, async () => {
         await this.#write(c, b, undefined);
-        return objects.insertVersions(c, batch.versions, this.location);
+        const records = await objects.insertVersions(c, batch.versions, this.location);
+        if (records.length > 0) {
+          const seqs = await c.query<{ seq: number; id: Buffer; record_hash: Buffer }>(
+            'SELECT seq, uuid_send(id) AS id, record_hash FROM object_versions WHERE id = ANY($1::uuid[]) ORDER BY seq',
+            [records.map((r) => r.versionId)],
+          );
+          await this.#log.lock(c);
+          await this.#log.append(c, [PgMerkleLog.objectVersionSegment(seqs.rows.map((v) => ({ seq: v.seq, id: v.id, recordHash: v.record_hash })))]);
+        }
+        return records;
       }),
     );
   }
