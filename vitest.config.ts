@@ -1,3 +1,5 @@
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
@@ -7,5 +9,7 @@ export default defineConfig({
     hookTimeout: 60_000,
     pool: 'forks',
     reporters: ['default'],
+    // PostgreSQL stores keep their signing keys outside the database, here (not in ~/.provenant).
+    env: { PROVENANT_KEYS_DIR: join(tmpdir(), 'provenant-test-keys') },
   },
 });

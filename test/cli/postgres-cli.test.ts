@@ -107,6 +107,13 @@ describeWithService(POSTGRES, available, 'PostgreSQL from the CLI', () => {
       const r = await cliJson<ReplayResult>(['replay', '--stream', 'flights', '--verify', '--store', store, '--json']);
       expect(r).toMatchObject({ checkpoints: 5, records: 500, diverged: 0 });
     }
+    // Each copy keeps a Merkle log of its own, built as the records are written: each verifies intact.
+    for (const store of [local, pg, back]) {
+      const v = await cliJson<{ intact: boolean; executions: number; objectVersions: number; heads: number; findings: unknown[] }>(['verify', '--store', store, '--json']);
+      expect(v.findings, store).toEqual([]);
+      expect(v).toMatchObject({ intact: true, executions: original.length, objectVersions: 3 });
+      expect(v.heads).toBeGreaterThanOrEqual(5);
+    }
     const human = await cli(['copy', '--from', local, '--to', back]);
     expect(human.code).toBe(0);
     expect(human.stdout).toContain('all equal');

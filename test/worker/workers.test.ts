@@ -202,6 +202,12 @@ describeWithService(POSTGRES, up, 'several workers on one stream (PostgreSQL + J
       expect(e.reason).toMatch(/^abandoned: the worker's lease on segment \d+ of jetstream:\S+ passed/);
       expect(Number(e.executions)).toBe(0);
     }
+    // Three workers appended to one Merkle log at once: it is whole, every COMPLETE checkpoint has
+    // a signed head, and the tree rebuilt from the records has each head's root.
+    const verified = await cliJson<{ intact: boolean; executions: number; checkpoints: number; heads: number; treeSize: number; findings: unknown[] }>(['verify', '--store', store, '--json']);
+    expect(verified.findings).toEqual([]);
+    expect(verified).toMatchObject({ intact: true, heads: result.checkpoints });
+    expect(verified.treeSize).toBe(verified.executions + verified.checkpoints - (await leftOpen(schema))!.checkpoints);
 
     // A replay job, queued and taken by a free worker, verifies one of the runs.
     const job = await cliJson<{ id: string; status: string }>(['jobs', 'submit', '--stream', `jetstream:${name}`, '--store', store, '--json']);

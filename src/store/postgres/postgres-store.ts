@@ -514,16 +514,20 @@ export class PostgresStore implements Store {
     await insertBlobHeap(client, batch.valueHeap.bytes(), batch.values.values());
     if (checkpoint?.end !== undefined && this.#commitGuard !== undefined) await this.#commitGuard(client, checkpoint);
     // The log last, under its lock (held until the commit): executions, then the ended checkpoint and its head.
-    if (runLeaves.length > 0 || checkpoint?.end !== undefined) {
+    if (runLeaves.length > 0) {
       await this.#log.lock(client);
       await this.#log.append(client, PgMerkleLog.executionSegments(runLeaves));
     }
-    if (checkpoint !== undefined) {
-      await applyTransition(client, checkpoint, this.location, runSeq, async (ended) => {
-        await this.#log.append(client, [PgMerkleLog.checkpointSegment(ended.seq, ended.recordHash)]);
-        if (ended.status === 'COMPLETE') await this.#log.recordHead(client, ended.seq);
-      });
-    }
+    if (checkpoint !== undefined) await this.#applyTransition(client, checkpoint, runSeq);
+  }
+
+  /** Apply a checkpoint transition; an ended checkpoint becomes a leaf of the log (and a COMPLETE one gets a signed head). */
+  async #applyTransition(client: pg.ClientBase, transition: CheckpointTransition, runSeq: (id: string) => Promise<number>): Promise<void> {
+    if (transition.end !== undefined) await this.#log.lock(client);
+    await applyTransition(client, transition, this.location, runSeq, async (ended) => {
+      await this.#log.append(client, [PgMerkleLog.checkpointSegment(ended.seq, ended.recordHash)]);
+      if (ended.status === 'COMPLETE') await this.#log.recordHead(client, ended.seq);
+    });
   }
 
   async #requireRun(client: pg.ClientBase, runId: string): Promise<number> {
@@ -671,7 +675,7 @@ export class PostgresStore implements Store {
         inTransaction(c, async () => {
           await insertBlobs(c, rows);
           if (transition.end !== undefined && this.#commitGuard !== undefined) await this.#commitGuard(c, transition);
-          await applyTransition(c, transition, this.location, (id) => this.#requireRun(c, id));
+          await this.#applyTransition(c, transition, (id) => this.#requireRun(c, id));
         }),
       landed,
     );
