@@ -96,7 +96,7 @@ describeWithService(POSTGRES, available, 'the Merkle log on PostgreSQL', () => {
     });
   }
 
-  async function findings(head?: SignedTreeHead): Promise<Finding[]> {
+  async function findings(head?: SignedTreeHead): Promise<readonly Finding[]> {
     return (await verifyStore(store, head === undefined ? {} : { head })).findings;
   }
 
