@@ -348,8 +348,7 @@ async function main(): Promise<void> {
     process.stderr.write('Measuring PostgreSQL capture and several workers…\n');
     const loaded = await loadPipelineFile(flightsFile);
     const twoSteps = { ...loaded, definition: { ...loaded.definition, steps: loaded.definition.steps.slice(0, 2) } };
-    const pgRecords = records.slice(0, Number(process.env.BENCH_PG_RECORDS ?? 40_000));
-    results.push(...(await benchPostgres(pgRecords, twoSteps, flightsFile, join(repo, 'dist', 'cli', 'main.js'))));
+    results.push(...(await benchPostgres(records, twoSteps, flightsFile, join(repo, 'dist', 'cli', 'main.js'))));
   }
   if (runs('objects')) results.push(...(await benchObjects()));
   if (runs('http')) {

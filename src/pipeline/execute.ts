@@ -52,6 +52,12 @@ export interface RunPipelineOptions {
   /** Recorded with the run (e.g. the pipeline file). */
   readonly runOptions?: { readonly [key: string]: JsonValue };
   /**
+   * Steps already built, stored, registered and loaded from the store, by step id: used as they are
+   * (same stored artifact, same loaded code, already optimized by the JIT); steps not in it are
+   * prepared and added. A worker runs many segments, each a run of its own, with one of these.
+   */
+  readonly stepCache?: Map<string, LoadedStep>;
+  /**
    * Receives each record's final output (not filtered or failed records). A {@link Sink} takes
    * part in checkpoints, so that after a crash and a resume it holds every output exactly once.
    */
@@ -165,7 +171,11 @@ export async function runPipeline(
   try {
     for (const s of pipeline.steps) {
       const module = isAbsolute(s.module) ? s.module : resolve(baseDir, s.module);
-      const loaded = await run.step(s.id, s.export === undefined ? { module } : { module, export: s.export });
+      let loaded = options.stepCache?.get(s.id);
+      if (loaded === undefined) {
+        loaded = await run.step(s.id, s.export === undefined ? { module } : { module, export: s.export });
+        options.stepCache?.set(s.id, loaded);
+      }
       steps.push({ loaded, params: s.params ?? {}, stateful: s.stateful === true });
     }
   } catch (err) {

@@ -35,6 +35,7 @@ import { validateObjectId } from '../objects/refs.js';
 import { runPipeline, type PipelineResult } from '../pipeline/execute.js';
 import type { LoadedPipeline } from '../pipeline/load.js';
 import { replay } from '../replay/range.js';
+import type { LoadedStep } from '../step/runtime.js';
 import { openJetStreamSource, type JetStreamSource } from '../sources/jetstream.js';
 import { PostgresStore } from '../store/postgres/postgres-store.js';
 import type { Store } from '../store/store.js';
@@ -116,6 +117,9 @@ export async function runWorker(store: Store, pipeline: LoadedPipeline, options:
   let records = 0;
   let jobs = 0;
   let outages = 0;
+  // The pipeline's steps are built, stored and loaded once (by the first segment's run) and reused
+  // by every later segment: a worker runs the code it started with, warm.
+  const stepCache = new Map<string, LoadedStep>();
   try {
     while (options.signal?.aborted !== true) {
       try {
@@ -124,7 +128,7 @@ export async function runWorker(store: Store, pipeline: LoadedPipeline, options:
         const segment = await claim(pgStore, 'segment', group, streamId, workerId, leaseMs);
         if (segment !== undefined) {
           const r = await withLease(pgStore, 'segment', { group, streamId, start: segment.start_offset }, workerId, leaseMs, () =>
-            processSegment(pgStore, pipeline, source, group, segment, workerId),
+            processSegment(pgStore, pipeline, source, group, segment, workerId, stepCache),
           );
           segments++;
           records += r.records;
@@ -239,6 +243,7 @@ async function processSegment(
   group: string,
   segment: SegmentRow,
   workerId: string,
+  stepCache: Map<string, LoadedStep>,
 ): Promise<{ runId: string | null; records: number }> {
   const { start_offset: start, end_offset: end } = segment;
   // A previous holder may have committed the checkpoint and died before marking the segment done.
@@ -282,6 +287,7 @@ async function processSegment(
           checkpoint: { everyRecords: end - start + 1, intervalMs: 2 ** 31 - 1, maxExecutions: Number.MAX_SAFE_INTEGER },
           context: { source: 'worker', principal: workerId },
           runOptions: { worker: { group, stream: source.streamId, segment: start, end, worker: workerId } },
+          stepCache,
         });
         break;
       } catch (err) {
