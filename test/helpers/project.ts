@@ -17,3 +17,13 @@ export function writeFiles(dir: string, files: Readonly<Record<string, string>>)
     writeFileSync(path, text);
   }
 }
+
+/** Two small steps over flight records (`steps/parse.ts`, `steps/classify.ts` with `lateAfter`), for tests that need a real two-step pipeline. */
+export const FLIGHT_STEPS: Readonly<Record<string, string>> = {
+  'steps/parse.ts': `export default function parse(r: { origin: string; destination: string; delay: number }) {
+    return { route: r.origin + '-' + r.destination, delay: r.delay };
+  }`,
+  'steps/classify.ts': `export default function classify(r: { delay: number }, p: { lateAfter: number }) {
+    return { ...r, late: r.delay > p.lateAfter };
+  }`,
+};

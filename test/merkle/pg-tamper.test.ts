@@ -23,7 +23,7 @@ import { vegaDatasetPath } from '../../src/sources/datasets.js';
 import { PostgresStore } from '../../src/store/postgres/postgres-store.js';
 import { appendRecords, LogSource } from '../../src/stream/log.js';
 import { freshPgUrl, rawPg } from '../helpers/pg.js';
-import { writeProject } from '../helpers/project.js';
+import { FLIGHT_STEPS, writeProject } from '../helpers/project.js';
 import { POSTGRES, describeWithService, postgresAvailable } from '../helpers/services.js';
 import { makeTempDir } from '../helpers/temp.js';
 
@@ -39,12 +39,7 @@ describeWithService(POSTGRES, available, 'the Merkle log on PostgreSQL', () => {
 
   beforeAll(async () => {
     writeProject(project, {
-      'steps/parse.ts': `export default function parse(r: { origin: string; destination: string; delay: number }) {
-        return { route: r.origin + '-' + r.destination, delay: r.delay };
-      }`,
-      'steps/classify.ts': `export default function classify(r: { delay: number }, p: { lateAfter: number }) {
-        return { ...r, late: r.delay > p.lateAfter };
-      }`,
+      ...FLIGHT_STEPS,
       'steps/enrich.ts': `export default (c: { name: string }, o: { total: number }) => ({ ...c, lifetimeValue: o.total });`,
     });
     url = freshPgUrl('tamper');

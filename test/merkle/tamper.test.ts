@@ -20,13 +20,14 @@ import { executionRecordHash } from '../../src/hash/record-hash.js';
 import { uuidFromBytes } from '../../src/ids.js';
 import { verifyStore, type Finding, type VerifyReport } from '../../src/merkle/verify.js';
 import type { SignedTreeHead } from '../../src/merkle/head.js';
+import type { RawExecution } from '../../src/merkle/source.js';
 import type { PipelineDefinition } from '../../src/pipeline/define.js';
 import { runPipeline } from '../../src/pipeline/execute.js';
 import { readRecords } from '../../src/sources/files.js';
 import { vegaDatasetPath } from '../../src/sources/datasets.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { appendRecords, LogSource } from '../../src/stream/log.js';
-import { writeProject } from '../helpers/project.js';
+import { FLIGHT_STEPS, writeProject } from '../helpers/project.js';
 import { makeTempDir } from '../helpers/temp.js';
 
 const N = 5000;
@@ -44,14 +45,7 @@ const pipeline: PipelineDefinition = {
 };
 
 beforeAll(async () => {
-  writeProject(project, {
-    'steps/parse.ts': `export default function parse(r: { origin: string; destination: string; delay: number }) {
-      return { route: r.origin + '-' + r.destination, delay: r.delay };
-    }`,
-    'steps/classify.ts': `export default function classify(r: { delay: number }, p: { lateAfter: number }) {
-      return { ...r, late: r.delay > p.lateAfter };
-    }`,
-  });
+  writeProject(project, FLIGHT_STEPS);
   const flights: unknown[] = [];
   for await (const r of readRecords(vegaDatasetPath('flights-5k.json'), { limit: N })) flights.push(r.value);
   const store = SqliteStore.open(pristine);
@@ -112,20 +106,8 @@ interface Expected {
   mentions?: string;
 }
 
-interface Row {
-  id: Buffer;
-  run: number;
-  step_version: number;
-  inputs: Buffer;
-  output: Buffer | null;
-  params: Buffer;
-  started: number;
-  duration: number;
-  status: number;
-  offset: number | null;
-  record_hash: Buffer;
-  [k: string]: unknown;
-}
+/** An execution row as stored (any column may be read by name). */
+type Row = RawExecution & { [k: string]: unknown };
 
 const KINDS = ['flip-blob', 'flip-int', 'edit-step', 'edit-status', 'edit-output', 'edit-record-hash', 'delete', 'swap', 'forge', 'checkpoint'] as const;
 
