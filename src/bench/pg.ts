@@ -130,7 +130,7 @@ export async function benchPostgres(allRecords: SourceRecord[], twoSteps: Loaded
       await Promise.all(
         Array.from({ length: n }, () =>
           new Promise<void>((resolve, reject) => {
-            const child = spawn(process.execPath, [cli, 'worker', fullPipelineFile, '--store', url, '--stream', stream, '--nats', NATS_URL, '--segment-size', String(segmentSize), '--drain', '--quiet', '--json'], {
+            const child = spawn(process.execPath, [cli, 'worker', fullPipelineFile, '--store', url, '--stream', stream, '--nats', NATS_URL, '--segment-size', String(segmentSize), '--state', 'segment', '--drain', '--quiet', '--json'], {
               stdio: ['ignore', 'ignore', 'pipe'],
             });
             let err = '';
@@ -160,7 +160,7 @@ export async function benchPostgres(allRecords: SourceRecord[], twoSteps: Loaded
     }
     workerRates.get(4)?.push(await runWorkers(4));
     const perWorkers = new Map([...workerRates].map(([n, xs]) => [n, median(xs)]));
-    const common = `${workerRecords.length} flights-3m.parquet records published to JetStream, example flights pipeline (3 steps), segments of ${segmentSize} records (one checkpoint each, Merkle log and signed heads included), into PostgreSQL; wall time incl. process start`;
+    const common = `${workerRecords.length} flights-3m.parquet records published to JetStream, example flights pipeline (3 steps), segments of ${segmentSize} records (one checkpoint each, Merkle log and signed heads included; --state segment: routeStats per segment, segments in parallel), into PostgreSQL; wall time incl. process start`;
     for (const n of [1, 2, 4]) {
       const xs = workerRates.get(n) ?? [];
       results.push({

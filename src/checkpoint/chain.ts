@@ -27,10 +27,16 @@ export async function runChain(store: Store, runId: string): Promise<CheckpointR
   return chainOf(await allCheckpoints(store, { runId }));
 }
 
-/** Chain order of one run's checkpoints (given in the order they were opened). */
+/**
+ * Chain order of one run's checkpoints (given in the order they were opened). The chain starts at
+ * a checkpoint with no previous one, or whose previous one is another run's (a run that continues
+ * another's state, as a worker's segment does).
+ */
 export function chainOf(checkpoints: readonly CheckpointRecord[]): CheckpointRecord[] {
+  const ids = new Set(checkpoints.map((c) => c.checkpointId));
   const next = new Map<string | null, CheckpointRecord>();
-  for (const c of checkpoints) next.set(c.previousId, c); // the latest opened after each wins
+  // The latest opened after each wins.
+  for (const c of checkpoints) next.set(c.previousId !== null && ids.has(c.previousId) ? c.previousId : null, c);
   const chain: CheckpointRecord[] = [];
   const seen = new Set<string>();
   for (let c = next.get(null); c !== undefined && !seen.has(c.checkpointId); c = next.get(c.checkpointId)) {
@@ -149,7 +155,10 @@ export async function checkpointRange(
       context: { checkpointId: open.checkpointId },
     });
   }
-  return { runId, streamId, checkpoints, before: start === 0 ? null : (chain[start - 1] as CheckpointRecord) };
+  // Before the run's first checkpoint: the other run's checkpoint it continued from, if any.
+  const first = chain[0] as CheckpointRecord;
+  const continued = start === 0 && first.previousId !== null ? await store.getCheckpoint(first.previousId) : undefined;
+  return { runId, streamId, checkpoints, before: start === 0 ? (continued?.end === null ? null : (continued ?? null)) : (chain[start - 1] as CheckpointRecord) };
 }
 
 /**

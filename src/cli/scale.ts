@@ -4,7 +4,7 @@
  * processes sharing a JetStream stream and queued jobs through a PostgreSQL store) and
  * `provenant jobs` (queue replay jobs for the workers, and follow them).
  */
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { ProvenantError } from '../errors.js';
 import { copyStore, type CopyReport } from '../store/copy.js';
 import { DEFAULT_STORE, migrateStore, openStore } from '../store/open.js';
@@ -70,13 +70,18 @@ export function addScaleCommands(program: Command): void {
     .option('--group <name>', 'workers of one group share the stream (default: the pipeline name)')
     .option('--segment-size <n>', 'offsets per segment and checkpoint (default 1000)', positiveInt('--segment-size'))
     .option('--lease <ms>', 'lease length in ms, renewed every third of it (default 30000)', positiveInt('--lease'))
+    .addOption(
+      new Option('--state <scope>', "stateful steps' state: through the whole stream (segments in order, one at a time) or per segment (segments in parallel, each from empty state)")
+        .choices(['stream', 'segment'])
+        .default('stream'),
+    )
     .option('--drain', 'exit once every record of the stream is done and no job is queued')
     .option('--quiet', 'no progress output')
     .option('--json', 'machine-readable summary (and one JSON line per segment or job on stderr)')
     .action(
       async (
         pipelineFile: string,
-        opts: StoreOpts & { stream: string; nats?: string; subject?: string; group?: string; segmentSize?: number; lease?: number; drain?: boolean; quiet?: boolean; json?: boolean },
+        opts: StoreOpts & { stream: string; nats?: string; subject?: string; group?: string; segmentSize?: number; lease?: number; state: 'stream' | 'segment'; drain?: boolean; quiet?: boolean; json?: boolean },
       ) => {
         const pipeline = await loadPipelineFile(pipelineFile);
         const stop = new AbortController();
@@ -91,6 +96,7 @@ export function addScaleCommands(program: Command): void {
             ...(opts.group === undefined ? {} : { group: opts.group }),
             ...(opts.segmentSize === undefined ? {} : { segmentSize: opts.segmentSize }),
             ...(opts.lease === undefined ? {} : { leaseMs: opts.lease }),
+            state: opts.state,
             drain: opts.drain === true,
             signal: stop.signal,
             onEvent: (e) => {

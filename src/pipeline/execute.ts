@@ -58,6 +58,13 @@ export interface RunPipelineOptions {
    */
   readonly stepCache?: Map<string, LoadedStep>;
   /**
+   * A COMPLETE checkpoint (of another run, over the same stream) that this run goes on from: the
+   * stateful steps start from its state snapshot, and this run's first checkpoint names it as its
+   * previous one (so that replay restores that state too). A worker's segment continues the one
+   * before it this way.
+   */
+  readonly continueFrom?: CheckpointRecord;
+  /**
    * Receives each record's final output (not filtered or failed records). A {@link Sink} takes
    * part in checkpoints, so that after a crash and a resume it holds every output exactly once.
    */
@@ -183,13 +190,22 @@ export async function runPipeline(
     throw err;
   }
   const records = source === undefined ? (input as AsyncIterable<SourceRecord> | Iterable<SourceRecord>) : source.read(readOptions(from, to, options));
-  const states = emptyStates(steps.filter((s) => s.stateful).map((s) => s.loaded.stepId));
+  const statefulIds = steps.filter((s) => s.stateful).map((s) => s.loaded.stepId);
+  const continueFrom = options.continueFrom;
+  if (continueFrom !== undefined && (continueFrom.end === null || continueFrom.status !== 'COMPLETE' || continueFrom.streamId !== streamId)) {
+    await finishQuietly(run, 'failed');
+    throw new ProvenantError('CHECKPOINT_INVALID', `checkpoint ${continueFrom.checkpointId} cannot be continued: it is ${continueFrom.status} over ${continueFrom.streamId}`, {
+      hint: 'Continue from a COMPLETE checkpoint over the same stream.',
+      context: { checkpointId: continueFrom.checkpointId, streamId: streamId ?? null },
+    });
+  }
+  const states = continueFrom === undefined ? emptyStates(statefulIds) : await restoreStates(store, continueFrom.end?.stateHash ?? null, statefulIds);
   let checkpointer: Checkpointer | undefined;
   let lock: RunLock | undefined;
   if (checkpointing) {
     lock = acquireRunLock(store, run.id);
     const recorded = recordPipeline(pipeline.name, failurePolicy, steps);
-    const begin = Checkpointer.begin(run.id, streamId, null, from ?? 0, recorded.hash);
+    const begin = Checkpointer.begin(run.id, streamId, continueFrom?.checkpointId ?? null, from ?? 0, recorded.hash);
     try {
       await store.applyCheckpoint({ begin }, [recorded]);
     } catch (err) {

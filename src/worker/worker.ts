@@ -19,14 +19,20 @@
  * sequences, and redelivers unacknowledged ones to anyone, so a worker's checkpoint would not be
  * a contiguous range `[start, end)` and replay by range would not hold. Segments keep checkpoints
  * contiguous, make each one replayable on its own, and make "exactly once" checkable with SQL.
- * Limit: stateful steps keep state per segment (each segment is its own run), not across the stream.
+ * Stateful steps (`stateful: true`): by default (`state: 'stream'`) their state runs through the
+ * whole stream, as in one `provenant run`: segments are then taken strictly in order (a segment
+ * only once every earlier one is done — one at a time, whichever worker is free), and each starts
+ * from the state snapshot of the previous segment's last checkpoint, which its first checkpoint
+ * names as previous (replay restores it the same way). `state: 'segment'` gives up that order for
+ * parallelism: each segment starts from empty state. Pipelines without stateful steps always run
+ * segments in parallel.
  *
  * Jobs (`jobs` table): replays, what-ifs and as-of reads queued by `provenant jobs submit`, taken by free workers the same
  * way (lease, `SKIP LOCKED`), retried by another worker when the lease of a dead one passes, up to
  * `max_attempts`.
  */
 import { hostname } from 'node:os';
-import { endAbandoned } from '../checkpoint/chain.js';
+import { endAbandoned, runChain } from '../checkpoint/chain.js';
 import { ProvenantError, errorMessage } from '../errors.js';
 import { canonicalize, type ContentHash, type JsonValue } from '../hash/canonical.js';
 import { newId, nowUs } from '../ids.js';
@@ -38,6 +44,7 @@ import { replay } from '../replay/range.js';
 import type { LoadedStep } from '../step/runtime.js';
 import { openJetStreamSource, type JetStreamSource } from '../sources/jetstream.js';
 import { PostgresStore } from '../store/postgres/postgres-store.js';
+import type { CheckpointRecord } from '../store/records.js';
 import type { Store } from '../store/store.js';
 import { whatIf } from '../whatif/whatif.js';
 
@@ -66,6 +73,11 @@ export interface WorkerOptions {
   readonly signal?: AbortSignal;
   /** Called after each segment is done (with the run that did it) and each job finished. */
   readonly onEvent?: (event: WorkerEvent) => void;
+  /**
+   * The state of stateful steps: through the whole `stream` (default; segments in order, one at a
+   * time) or per `segment` (segments in parallel, each from empty state). See the module comment.
+   */
+  readonly state?: 'stream' | 'segment';
 }
 
 /** What a worker did, as it happens. */
@@ -120,15 +132,16 @@ export async function runWorker(store: Store, pipeline: LoadedPipeline, options:
   // The pipeline's steps are built, stored and loaded once (by the first segment's run) and reused
   // by every later segment: a worker runs the code it started with, warm.
   const stepCache = new Map<string, LoadedStep>();
+  const ordered = options.state !== 'segment' && pipeline.definition.steps.some((s) => s.stateful === true);
   try {
     while (options.signal?.aborted !== true) {
       try {
         await ensureSegments(pgStore, source, group, streamId, size);
         outages = 0;
-        const segment = await claim(pgStore, 'segment', group, streamId, workerId, leaseMs);
+        const segment = await claim(pgStore, ordered, group, streamId, workerId, leaseMs);
         if (segment !== undefined) {
           const r = await withLease(pgStore, 'segment', { group, streamId, start: segment.start_offset }, workerId, leaseMs, () =>
-            processSegment(pgStore, pipeline, source, group, segment, workerId, stepCache),
+            processSegment(pgStore, pipeline, source, group, segment, workerId, stepCache, ordered),
           );
           segments++;
           records += r.records;
@@ -192,23 +205,53 @@ async function ensureSegments(store: PostgresStore, source: JetStreamSource, gro
   });
 }
 
-/** Take the first free segment (open, or running with a lease that has passed). */
-async function claim(store: PostgresStore, _kind: 'segment', group: string, streamId: string, workerId: string, leaseMs: number): Promise<SegmentRow | undefined> {
+/**
+ * Take the first free segment (open, or running with a lease that has passed). `ordered`: only
+ * the first segment not done, and only when it is free (stateful steps with state through the
+ * stream: segments one at a time, in order).
+ */
+async function claim(store: PostgresStore, ordered: boolean, group: string, streamId: string, workerId: string, leaseMs: number): Promise<SegmentRow | undefined> {
+  const free = `(status = 'open' OR (status = 'running' AND lease_until < ${NOW_US}))`;
+  // The free row is picked once, in a CTE: a subquery joined in UPDATE … FROM may be scanned again
+  // (a nested loop), and with SKIP LOCKED a second scan would take a second row. In order, the first
+  // segment not done is waited for (FOR UPDATE), never skipped for a later one.
+  const pick = ordered
+    ? `SELECT start_offset FROM work_segments WHERE grp = $1 AND stream = $2 AND status <> 'done' ORDER BY start_offset LIMIT 1 FOR UPDATE`
+    : `SELECT start_offset FROM work_segments WHERE grp = $1 AND stream = $2 AND ${free} ORDER BY start_offset LIMIT 1 FOR UPDATE SKIP LOCKED`;
   const r = await store.withClient((c) =>
     c.query<SegmentRow>(
-      // The free row is picked once, in a CTE: a subquery joined in UPDATE … FROM may be scanned again
-      // (a nested loop), and with SKIP LOCKED a second scan would take a second row.
-      `WITH f AS MATERIALIZED (
-         SELECT start_offset FROM work_segments
-         WHERE grp = $1 AND stream = $2 AND (status = 'open' OR (status = 'running' AND lease_until < ${NOW_US}))
-         ORDER BY start_offset LIMIT 1 FOR UPDATE SKIP LOCKED)
+      `WITH f AS MATERIALIZED (${pick})
        UPDATE work_segments s SET status = 'running', worker = $3, lease_until = ${NOW_US} + $4::bigint, attempts = s.attempts + 1
-       FROM f WHERE s.grp = $1 AND s.stream = $2 AND s.start_offset = f.start_offset
+       FROM f WHERE s.grp = $1 AND s.stream = $2 AND s.start_offset = f.start_offset AND ${free.replaceAll('status', 's.status').replaceAll('lease_until', 's.lease_until')}
        RETURNING s.start_offset, s.end_offset, s.attempts`,
       [group, streamId, workerId, leaseMs * 1000],
     ),
   );
   return r.rows[0];
+}
+
+/** The last COMPLETE checkpoint of the (done) segment that ends where `start` begins, or undefined for the stream's first segment. */
+async function previousSegmentCheckpoint(store: PostgresStore, group: string, streamId: string, start: number): Promise<CheckpointRecord | undefined> {
+  const r = await store.withClient((c) =>
+    c.query<{ run_id: string | null; status: string }>('SELECT run_id, status FROM work_segments WHERE grp = $1 AND stream = $2 AND end_offset = $3', [group, streamId, start]),
+  );
+  const row = r.rows[0];
+  if (row === undefined) return undefined;
+  if (row.status !== 'done' || row.run_id === null) {
+    throw new ProvenantError('STORE_BUSY', `segment ${start} of ${streamId} cannot start: the segment before it is not done`, {
+      hint: 'Nothing to do: it is taken again once the segment before it is done.',
+      context: { stream: streamId, start },
+      retryable: true,
+    });
+  }
+  const chain = await runChain(store, row.run_id);
+  const last = [...chain].reverse().find((c) => c.status === 'COMPLETE');
+  if (last === undefined) {
+    throw new ProvenantError('CHECKPOINT_INVALID', `the segment before ${start} of ${streamId} (run ${row.run_id}) has no COMPLETE checkpoint to continue from`, {
+      context: { stream: streamId, start, runId: row.run_id },
+    });
+  }
+  return last;
 }
 
 /** Run `fn` while renewing the lease every third of its length. */
@@ -244,6 +287,7 @@ async function processSegment(
   segment: SegmentRow,
   workerId: string,
   stepCache: Map<string, LoadedStep>,
+  ordered: boolean,
 ): Promise<{ runId: string | null; records: number }> {
   const { start_offset: start, end_offset: end } = segment;
   // A previous holder may have committed the checkpoint and died before marking the segment done.
@@ -272,6 +316,8 @@ async function processSegment(
     }
   });
   if (runId === null) {
+    // State through the stream: this segment starts where the one before it ended.
+    const continueFrom = ordered ? await previousSegmentCheckpoint(store, group, source.streamId, start) : undefined;
     let result: PipelineResult;
     for (let attempt = 1; ; attempt++) {
       try {
@@ -288,6 +334,7 @@ async function processSegment(
           context: { source: 'worker', principal: workerId },
           runOptions: { worker: { group, stream: source.streamId, segment: start, end, worker: workerId } },
           stepCache,
+          ...(continueFrom === undefined ? {} : { continueFrom }),
         });
         break;
       } catch (err) {

@@ -275,6 +275,61 @@ describeWithService(POSTGRES, up, 'several workers on one stream (PostgreSQL + J
     expect(verified.findings).toEqual([]);
     expect(verified.intact).toBe(true);
   }, 240_000);
+  it("a stateful step's state runs through the whole stream: segments in order, each from the one before; replay restores it; --state segment trades that for parallel segments", async () => {
+    const total = 900;
+    const name = await publish(total);
+    const dir = makeRepoTempDir();
+    writeProject(dir, {
+      'pipeline.ts': `import { definePipeline } from 'provenant';
+export default definePipeline({ name: 'counting', steps: [{ id: 'tag', module: './count.ts', stateful: true }] });`,
+      'count.ts': `export default function count(r: { key: string; seq: number }, _p: unknown, ctx: { state: unknown }) {
+  const seen = ctx.state as Record<string, number>;
+  seen[r.key] = (seen[r.key] ?? 0) + 1;
+  return { key: r.key, seq: r.seq, count: seen[r.key] };
+}`,
+    });
+    const counting = join(dir, 'pipeline.ts');
+    /** Per output of a COMPLETE checkpoint: the record's seq within its key, and the running count the step gave it. */
+    const counts = (store: string) => {
+      const schema = new URL(store).searchParams.get('schema') as string;
+      return rawPg(async (c) =>
+        (
+          await c.query<{ bytes: Buffer }>(
+            `SELECT b.bytes FROM ${schema}.checkpoints cp
+             JOIN ${schema}.checkpoint_ends e ON e.checkpoint = cp.seq AND e.status = 'COMPLETE'
+             JOIN ${schema}.executions x ON x.run = cp.run AND x.id BETWEEN e.first_execution AND e.last_execution
+             JOIN ${schema}.blobs b ON b.hash = x.output`,
+          )
+        ).rows.map((r) => JSON.parse(r.bytes.toString('utf8')) as { seq: number; count: number }),
+      );
+    };
+
+    const store = freshPgUrl('stateful');
+    await cliJson(['migrate', '--store', store, '--json']);
+    const workers = [0, 1].map(() => startWorker(counting, store, name));
+    expect(await Promise.all(workers.map((w) => w.exit)), workers.map((w) => w.stderr).join('\n')).toEqual([0, 0]);
+    const outputs = await counts(store);
+    expect(outputs).toHaveLength(total);
+    // As in one run over the whole stream: each key's running count is its seq.
+    expect(outputs.filter((o) => o.count !== o.seq)).toEqual([]);
+    // One chain across the runs: only the first segment's checkpoint has no previous one.
+    const schema = new URL(store).searchParams.get('schema') as string;
+    const roots = await rawPg((c) => c.query(`SELECT 1 FROM ${schema}.checkpoints WHERE previous IS NULL`));
+    expect(roots.rowCount).toBe(1);
+    // The last segment's run replays with the state its first checkpoint continued from.
+    const replayed = await cliJson<{ checkpoints: number; records: number; diverged: number }>(['replay', '--stream', `jetstream:${name}`, '--verify', '--store', store, '--json']);
+    expect(replayed).toMatchObject({ checkpoints: 1, records: 150, diverged: 0 });
+
+    // Per segment: in parallel, and each segment's counts start again.
+    const parallel = freshPgUrl('stateful');
+    await cliJson(['migrate', '--store', parallel, '--json']);
+    const loose = [0, 1].map(() => startWorker(counting, parallel, name, ['--state', 'segment']));
+    expect(await Promise.all(loose.map((w) => w.exit)), loose.map((w) => w.stderr).join('\n')).toEqual([0, 0]);
+    const perSegment = await counts(parallel);
+    expect(perSegment).toHaveLength(total);
+    expect(perSegment.filter((o) => o.count !== o.seq).length).toBeGreaterThan(0);
+  }, 240_000);
+
   it('PostgreSQL away for longer than the store retries: the cut attempt is ended, the segment done again by a new run, and the worker goes on', async () => {
     // Each record takes a few ms, so the outage finds the worker in the middle of a segment and its
     // checkpoint's commit fails for good (the store gives up after retry_ms).
