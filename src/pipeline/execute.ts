@@ -290,6 +290,9 @@ export async function resumePipeline(store: Store, runId: string, options: Resum
     const chain = chainOf(all);
     const first = chain[0] as CheckpointRecord;
     const lastComplete = [...chain].reverse().find((c) => c.status === 'COMPLETE');
+    // A run that continued another run's checkpoint (continueFrom) and crashed before its own first
+    // COMPLETE checkpoint starts over from that checkpoint's state, still naming it as previous.
+    const continued = lastComplete === undefined && first.previousId !== null ? await store.getCheckpoint(first.previousId) : undefined;
     const failed = chain.find((c) => c.status === 'FAILED' && !isAbandoned(c));
     if (failed !== undefined) {
       throw new ProvenantError('RUN_CLOSED', `run ${runId} stopped at a failure in checkpoint ${failed.checkpointId}: ${failed.end?.reason ?? ''}`, {
@@ -308,7 +311,7 @@ export async function resumePipeline(store: Store, runId: string, options: Resum
     }
     const states: StepStates = await restoreStates(
       store,
-      lastComplete?.end?.stateHash ?? null,
+      lastComplete?.end?.stateHash ?? continued?.end?.stateHash ?? null,
       recorded.steps.filter((s) => s.stateful).map((s) => s.id),
     );
     const source = options.source ?? (resumeInfo.source === null ? undefined : await (options.openSource ?? ((spec) => openSource(store, spec)))(resumeInfo.source));
@@ -319,7 +322,7 @@ export async function resumePipeline(store: Store, runId: string, options: Resum
     if (options.sink !== false) sink = options.sink ?? (resumeInfo.sink === null ? undefined : (options.openSink ?? openRecordedSink)(resumeInfo.sink));
     if (sink !== undefined) await sink.restore(lastComplete?.end?.sinkPosition ?? resumeInfo.sinkStart);
     const startOffset = lastComplete?.end?.endOffset ?? first.startOffset;
-    const begin = Checkpointer.begin(runId, resumeInfo.streamId, lastComplete?.checkpointId ?? null, startOffset, (lastComplete ?? first).pipelineHash);
+    const begin = Checkpointer.begin(runId, resumeInfo.streamId, lastComplete?.checkpointId ?? (continued === undefined ? null : first.previousId), startOffset, (lastComplete ?? first).pipelineHash);
     await store.applyCheckpoint({ begin });
     const checkpointer = new Checkpointer(
       {
