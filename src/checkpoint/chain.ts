@@ -156,9 +156,15 @@ export async function checkpointRange(
     });
   }
   // Before the run's first checkpoint: the other run's checkpoint it continued from, if any.
-  const first = chain[0] as CheckpointRecord;
-  const continued = start === 0 && first.previousId !== null ? await store.getCheckpoint(first.previousId) : undefined;
-  return { runId, streamId, checkpoints, before: start === 0 ? (continued?.end === null ? null : (continued ?? null)) : (chain[start - 1] as CheckpointRecord) };
+  return { runId, streamId, checkpoints, before: start === 0 ? await continuedFrom(store, chain) : (chain[start - 1] as CheckpointRecord) };
+}
+
+/** The ended checkpoint of another run that a run's chain continues (its first checkpoint's previous one), or null. */
+export async function continuedFrom(store: Store, chain: readonly CheckpointRecord[]): Promise<CheckpointRecord | null> {
+  const previousId = chain[0]?.previousId ?? null;
+  if (previousId === null) return null;
+  const c = await store.getCheckpoint(previousId);
+  return c === undefined || c.end === null ? null : c;
 }
 
 /**

@@ -22,7 +22,7 @@ import { hashFromBytes, sha256, type ContentHash } from '../hash/canonical.js';
 import { checkpointRecordHash, executionRecordHash, objectVersionRecordHash, type HashedExecution } from '../hash/record-hash.js';
 import { uuidFromBytes } from '../ids.js';
 import { BlobCorruptError, BlobMissingError } from '../errors.js';
-import { LEAF_CHECKPOINT, LEAF_EXECUTIONS } from '../store/sqlite/merkle-log.js';
+import { LEAF_CHECKPOINT, LEAF_EXECUTIONS } from './segments.js';
 import { decodeEncodings } from '../store/sqlite/packed-batch.js';
 import type { Store } from '../store/store.js';
 import { merkleSource, type LeafRecord, type Lookups, type RawExecution, type SegmentRow } from './source.js';

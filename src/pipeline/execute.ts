@@ -16,7 +16,7 @@ import type { Store } from '../store/store.js';
 import { CanonicalValue, continueRun, startRun, type Run, type RunSummary } from '../capture/run.js';
 import { loadStep, type LoadedStep } from '../step/runtime.js';
 import { Checkpointer, DEFAULT_CHECKPOINT_POLICY, type CheckpointPolicy } from '../checkpoint/checkpointer.js';
-import { allCheckpoints, chainOf, endAbandoned, isAbandoned } from '../checkpoint/chain.js';
+import { allCheckpoints, chainOf, continuedFrom, endAbandoned, isAbandoned } from '../checkpoint/chain.js';
 import { encodeRecordedPipeline, readRecordedPipeline, type RecordedPipeline } from '../checkpoint/recorded-pipeline.js';
 import { functionSink, NdjsonFileSink, type Sink } from '../checkpoint/sink.js';
 import { FileSource, type FileFormat } from '../sources/files.js';
@@ -292,7 +292,7 @@ export async function resumePipeline(store: Store, runId: string, options: Resum
     const lastComplete = [...chain].reverse().find((c) => c.status === 'COMPLETE');
     // A run that continued another run's checkpoint (continueFrom) and crashed before its own first
     // COMPLETE checkpoint starts over from that checkpoint's state, still naming it as previous.
-    const continued = lastComplete === undefined && first.previousId !== null ? await store.getCheckpoint(first.previousId) : undefined;
+    const continued = lastComplete === undefined ? await continuedFrom(store, chain) : null;
     const failed = chain.find((c) => c.status === 'FAILED' && !isAbandoned(c));
     if (failed !== undefined) {
       throw new ProvenantError('RUN_CLOSED', `run ${runId} stopped at a failure in checkpoint ${failed.checkpointId}: ${failed.end?.reason ?? ''}`, {
@@ -311,7 +311,7 @@ export async function resumePipeline(store: Store, runId: string, options: Resum
     }
     const states: StepStates = await restoreStates(
       store,
-      lastComplete?.end?.stateHash ?? continued?.end?.stateHash ?? null,
+      (lastComplete ?? continued)?.end?.stateHash ?? null,
       recorded.steps.filter((s) => s.stateful).map((s) => s.id),
     );
     const source = options.source ?? (resumeInfo.source === null ? undefined : await (options.openSource ?? ((spec) => openSource(store, spec)))(resumeInfo.source));
@@ -322,7 +322,7 @@ export async function resumePipeline(store: Store, runId: string, options: Resum
     if (options.sink !== false) sink = options.sink ?? (resumeInfo.sink === null ? undefined : (options.openSink ?? openRecordedSink)(resumeInfo.sink));
     if (sink !== undefined) await sink.restore(lastComplete?.end?.sinkPosition ?? resumeInfo.sinkStart);
     const startOffset = lastComplete?.end?.endOffset ?? first.startOffset;
-    const begin = Checkpointer.begin(runId, resumeInfo.streamId, lastComplete?.checkpointId ?? (continued === undefined ? null : first.previousId), startOffset, (lastComplete ?? first).pipelineHash);
+    const begin = Checkpointer.begin(runId, resumeInfo.streamId, (lastComplete ?? continued)?.checkpointId ?? null, startOffset, (lastComplete ?? first).pipelineHash);
     await store.applyCheckpoint({ begin });
     const checkpointer = new Checkpointer(
       {

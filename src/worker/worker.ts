@@ -211,18 +211,18 @@ async function ensureSegments(store: PostgresStore, source: JetStreamSource, gro
  * stream: segments one at a time, in order).
  */
 async function claim(store: PostgresStore, ordered: boolean, group: string, streamId: string, workerId: string, leaseMs: number): Promise<SegmentRow | undefined> {
-  const free = `(status = 'open' OR (status = 'running' AND lease_until < ${NOW_US}))`;
+  const free = (t: string): string => `(${t}status = 'open' OR (${t}status = 'running' AND ${t}lease_until < ${NOW_US}))`;
   // The free row is picked once, in a CTE: a subquery joined in UPDATE … FROM may be scanned again
   // (a nested loop), and with SKIP LOCKED a second scan would take a second row. In order, the first
   // segment not done is waited for (FOR UPDATE), never skipped for a later one.
   const pick = ordered
     ? `SELECT start_offset FROM work_segments WHERE grp = $1 AND stream = $2 AND status <> 'done' ORDER BY start_offset LIMIT 1 FOR UPDATE`
-    : `SELECT start_offset FROM work_segments WHERE grp = $1 AND stream = $2 AND ${free} ORDER BY start_offset LIMIT 1 FOR UPDATE SKIP LOCKED`;
+    : `SELECT start_offset FROM work_segments WHERE grp = $1 AND stream = $2 AND ${free('')} ORDER BY start_offset LIMIT 1 FOR UPDATE SKIP LOCKED`;
   const r = await store.withClient((c) =>
     c.query<SegmentRow>(
       `WITH f AS MATERIALIZED (${pick})
        UPDATE work_segments s SET status = 'running', worker = $3, lease_until = ${NOW_US} + $4::bigint, attempts = s.attempts + 1
-       FROM f WHERE s.grp = $1 AND s.stream = $2 AND s.start_offset = f.start_offset AND ${free.replaceAll('status', 's.status').replaceAll('lease_until', 's.lease_until')}
+       FROM f WHERE s.grp = $1 AND s.stream = $2 AND s.start_offset = f.start_offset AND ${free('s.')}
        RETURNING s.start_offset, s.end_offset, s.attempts`,
       [group, streamId, workerId, leaseMs * 1000],
     ),

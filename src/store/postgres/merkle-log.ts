@@ -19,10 +19,10 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type pg from 'pg';
 import { hashFromBytes, type ContentHash } from '../../hash/canonical.js';
-import { nowUs } from '../../ids.js';
+import { nowUs, uuidToBytes } from '../../ids.js';
 import { createSigningKey, keyId, loadSigningKey, signHead } from '../../merkle/head.js';
 import { Frontier, leafHash } from '../../merkle/tree.js';
-import { LEAF_CHECKPOINT, LEAF_EXECUTIONS, LEAF_OBJECT_VERSIONS, type LogSegment } from '../sqlite/merkle-log.js';
+import { LEAF_CHECKPOINT, LEAF_OBJECT_VERSIONS, executionsSegment, type LogSegment } from '../../merkle/segments.js';
 
 /** Where the signing key of the PostgreSQL store at this server/database/schema lives (see the module comment). */
 export function pgKeyHome(where: { host: string; port: string; database: string; schema: string }): string {
@@ -43,6 +43,34 @@ export interface RunLeaves {
   readonly previousMax: Buffer | null;
   readonly ids: readonly Buffer[];
   readonly recordHashes: readonly Buffer[];
+}
+
+/**
+ * One {@link RunLeaves} per run of a batch's executions (columns as the batch holds them: ids as
+ * text, record hashes at offsets in `heap`), with each run's largest execution id so far.
+ * Call before inserting the batch's executions.
+ */
+export async function runLeavesOf(
+  client: pg.ClientBase,
+  columns: { readonly id: readonly string[]; readonly runId: readonly string[]; readonly recordHashAt: readonly number[] },
+  heap: Uint8Array,
+  runs: ReadonlyMap<string, number>,
+): Promise<RunLeaves[]> {
+  const max = await client.query<{ run: number; max: Buffer | null }>({
+    name: 'provenant_runs_max_id',
+    text: 'SELECT r AS run, (SELECT uuid_send(id) FROM executions WHERE run = r ORDER BY id DESC LIMIT 1) AS max FROM unnest($1::bigint[]) AS r',
+    values: [[...runs.values()]],
+  });
+  const maxOf = new Map(max.rows.map((r) => [r.run, r.max]));
+  const byRun = new Map<number, RunLeaves & { ids: Buffer[]; recordHashes: Buffer[] }>();
+  for (let i = 0; i < columns.id.length; i++) {
+    const runSeq = runs.get(columns.runId[i] as string) as number;
+    let leaves = byRun.get(runSeq);
+    if (leaves === undefined) byRun.set(runSeq, (leaves = { runSeq, previousMax: maxOf.get(runSeq) ?? null, ids: [], recordHashes: [] }));
+    leaves.ids.push(uuidToBytes(columns.id[i] as string));
+    leaves.recordHashes.push(Buffer.from(heap.buffer, heap.byteOffset + (columns.recordHashAt[i] as number), 32));
+  }
+  return [...byRun.values()];
 }
 
 /** Appends to the log inside the caller's transaction. */
@@ -101,19 +129,7 @@ export class PgMerkleLog {
 
   /** The segments of a batch's executions, one per run (a clean id range when it can be one). */
   static executionSegments(runs: readonly RunLeaves[]): LogSegment[] {
-    return runs.map((r) => {
-      const ids = r.ids;
-      let clean = ids.length > 0 && (r.previousMax === null || Buffer.compare(ids[0]!, r.previousMax) > 0);
-      for (let i = 1; clean && i < ids.length; i++) clean = Buffer.compare(ids[i - 1]!, ids[i]!) < 0;
-      return {
-        kind: LEAF_EXECUTIONS,
-        scope: r.runSeq,
-        first: clean ? ids[0]! : null,
-        last: clean ? ids[ids.length - 1]! : null,
-        ids: clean ? null : Buffer.concat(ids),
-        entries: r.recordHashes,
-      };
-    });
+    return runs.map((r) => executionsSegment(r.runSeq, r.previousMax, r.ids, r.recordHashes));
   }
 
   /** The segment of one ended checkpoint. */

@@ -7,7 +7,7 @@
 import { hashFromBytes } from '../../hash/canonical.js';
 import { uuidFromBytes } from '../../ids.js';
 import type { HeadRow, LeafRecord, Lookups, MerkleSource, RawBlob, RawCheckpoint, RawExecution, SegmentRow } from '../../merkle/source.js';
-import { LEAF_CHECKPOINT, LEAF_EXECUTIONS, LEAF_OBJECT_VERSIONS } from '../sqlite/merkle-log.js';
+import { LEAF_CHECKPOINT, LEAF_EXECUTIONS, LEAF_OBJECT_VERSIONS } from '../../merkle/segments.js';
 import { PG_CHECKPOINT_SELECT, toPgCheckpoint, type PgCheckpointRow } from './checkpoints.js';
 import type { PostgresStore } from './postgres-store.js';
 

@@ -18,7 +18,7 @@ import type { Readable } from 'node:stream';
 import pg from 'pg';
 import { BlobCorruptError, BlobMissingError, ProvenantError } from '../../errors.js';
 import { canonicalize, hashFromBytes, hashToBytes, sha256, type ContentHash, type JsonValue } from '../../hash/canonical.js';
-import { isUuid, nowUs, uuidToBytes } from '../../ids.js';
+import { isUuid, nowUs } from '../../ids.js';
 import type {
   AccessLogEntry,
   AccessLogQuery,
@@ -59,7 +59,7 @@ import { PG_CHECKPOINT_SELECT, applyTransition, toPgCheckpoint, type PgCheckpoin
 import * as access from './access.js';
 import { checkStreamId, toStreamSummary, type StreamSummaryRow } from '../shared-rows.js';
 import { DEFAULT_RETRY, createPool, inTransaction, parsePgLocation, sqlState, withClient, type PgLocation } from './connection.js';
-import { PgMerkleLog, pgKeyHome, type RunLeaves } from './merkle-log.js';
+import { PgMerkleLog, pgKeyHome, runLeavesOf } from './merkle-log.js';
 import { PG_MIGRATIONS, PG_SCHEMA_VERSION } from './migrations.js';
 import * as objects from './objects.js';
 import { Readable as NodeReadable } from 'node:stream';
@@ -427,29 +427,9 @@ export class PostgresStore implements Store {
         values: [[...batch.contexts.keys()], [...batch.contexts.values()]],
       });
     }
-    // The Merkle log's segments of these executions, one per run (built now: a clean id range needs
-    // each run's largest id before the batch); appended under the log's lock at the end.
-    let runLeaves: RunLeaves[] = [];
-    if (c.id.length > 0) {
-      const seqs = [...runs.values()];
-      const max = await client.query<{ run: number; max: Buffer | null }>({
-        name: 'provenant_runs_max_id',
-        text: 'SELECT r AS run, (SELECT uuid_send(id) FROM executions WHERE run = r ORDER BY id DESC LIMIT 1) AS max FROM unnest($1::bigint[]) AS r',
-        values: [seqs],
-      });
-      const byRun = new Map<string, { ids: Buffer[]; recordHashes: Buffer[] }>();
-      const heap = batch.heap.bytes();
-      for (let i = 0; i < c.id.length; i++) {
-        const runId = c.runId[i] as string;
-        let list = byRun.get(runId);
-        if (list === undefined) byRun.set(runId, (list = { ids: [], recordHashes: [] }));
-        list.ids.push(uuidToBytes(c.id[i] as string));
-        const at = c.recordHashAt[i] as number;
-        list.recordHashes.push(Buffer.from(heap.buffer, heap.byteOffset + at, 32));
-      }
-      const maxOf = new Map(max.rows.map((r) => [r.run, r.max]));
-      runLeaves = [...byRun].map(([runId, list]) => ({ runSeq: runs.get(runId) as number, previousMax: maxOf.get(runs.get(runId) as number) ?? null, ...list }));
-    }
+    // The Merkle log's segments of these executions, read before they are inserted (a clean id range
+    // needs each run's largest id before the batch); appended under the log's lock at the end.
+    const runLeaves = c.id.length > 0 ? await runLeavesOf(client, c, batch.heap.bytes(), runs) : [];
     if (c.id.length > 0) {
       try {
         // Digests come out of one binary parameter ($1) by offset; -1 is NULL.
@@ -841,7 +821,6 @@ export class PostgresStore implements Store {
     return this.#withClient((c) => access.listAccessLog(c, query));
   }
 
-
   async appendReplayJobSnapshot(snapshot: ReplayJobSnapshot): Promise<void> {
     const view = replayJobSnapshotText(snapshot);
     await this.#withClient((c) => c.query('INSERT INTO replay_job_snapshots (job, at, view) VALUES ($1, $2, $3)', [snapshot.jobId, snapshot.atUs, view]));
@@ -852,6 +831,7 @@ export class PostgresStore implements Store {
     const row = r.rows[0];
     return row === undefined ? undefined : { jobId, atUs: row.at, view: JSON.parse(row.view) as JsonValue };
   }
+
   async stats(): Promise<StoreStats> {
     const r = await this.#query<{ executions: number; failed: number; runs: number; steps: number; blobs: number; bytes: number }>(`
       SELECT (SELECT count(*) FROM executions) AS executions,

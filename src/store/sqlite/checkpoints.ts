@@ -9,7 +9,8 @@ import { canonicalize, hashFromBytes, hashToBytes, type ContentHash, type JsonVa
 import { checkpointRecordHash } from '../../hash/record-hash.js';
 import { uuidFromBytes, uuidToBytes, isUuid } from '../../ids.js';
 import type { CheckpointBegin, CheckpointEnd, CheckpointRecord, CheckpointTransition } from '../records.js';
-import { LEAF_CHECKPOINT, type MerkleLogWriter } from './merkle-log.js';
+import { LEAF_CHECKPOINT } from '../../merkle/segments.js';
+import type { MerkleLogWriter } from './merkle-log.js';
 
 /** Columns selected for a {@link CheckpointRecord}. */
 export const CHECKPOINT_SELECT = `

@@ -15,24 +15,7 @@ import { nowUs } from '../../ids.js';
 import { Frontier, leafHash } from '../../merkle/tree.js';
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { keyId, loadSigningKey, signHead } from '../../merkle/head.js';
-
-/** Segment kind: executions of one run. */
-export const LEAF_EXECUTIONS = 0;
-/** Segment kind: one ended checkpoint. */
-export const LEAF_CHECKPOINT = 1;
-/** Segment kind: object versions committed together (scope: the first one's `object_versions.seq`; consecutive seqs). */
-export const LEAF_OBJECT_VERSIONS = 2;
-
-/** Leaves to append, and where their records are (see the `merkle_segments` columns). */
-export interface LogSegment {
-  readonly kind: number;
-  readonly scope: number;
-  readonly first?: Buffer | null;
-  readonly last?: Buffer | null;
-  readonly ids?: Buffer | null;
-  /** The entries (32-byte record hashes), in leaf order. */
-  readonly entries: readonly Buffer[];
-}
+import { LEAF_CHECKPOINT, LEAF_EXECUTIONS, LEAF_OBJECT_VERSIONS, executionsSegment, type LogSegment } from '../../merkle/segments.js';
 
 /** Appends segments through one connection, inside the caller's transaction. */
 export class MerkleLogWriter {
@@ -94,16 +77,7 @@ export class MerkleLogWriter {
   appendExecutions(runSeq: number, executions: readonly { id: Buffer; recordHash: Buffer }[]): void {
     if (executions.length === 0 || !this.#enabled) return;
     const max = (this.#stmt.maxId.get(runSeq) as { id: Buffer | null }).id;
-    let clean = max === null || Buffer.compare(executions[0]!.id, max) > 0;
-    for (let i = 1; clean && i < executions.length; i++) clean = Buffer.compare(executions[i - 1]!.id, executions[i]!.id) < 0;
-    this.append({
-      kind: LEAF_EXECUTIONS,
-      scope: runSeq,
-      first: clean ? executions[0]!.id : null,
-      last: clean ? executions[executions.length - 1]!.id : null,
-      ids: clean ? null : Buffer.concat(executions.map((e) => e.id)),
-      entries: executions.map((e) => e.recordHash),
-    });
+    this.append(executionsSegment(runSeq, max, executions.map((e) => e.id), executions.map((e) => e.recordHash)));
   }
 
   /** Append object versions just inserted (their 16-byte ids, in insertion order). Call inside the transaction. */

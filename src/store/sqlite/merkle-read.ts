@@ -4,7 +4,7 @@
  */
 import type Database from 'better-sqlite3';
 import { uuidFromBytes } from '../../ids.js';
-import { LEAF_CHECKPOINT, LEAF_EXECUTIONS, LEAF_OBJECT_VERSIONS } from './merkle-log.js';
+import { LEAF_CHECKPOINT, LEAF_EXECUTIONS, LEAF_OBJECT_VERSIONS } from '../../merkle/segments.js';
 
 /** A row of `merkle_segments`. */
 export interface SegmentRow {
