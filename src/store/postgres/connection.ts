@@ -79,7 +79,11 @@ export function createPool(location: PgLocation, max = 4): pg.Pool {
   const pool = new pg.Pool({
     connectionString: location.connectionString,
     max,
-    options: `-c search_path=${location.schema}`,
+    // Generic plans for the prepared statements: a custom plan is made per execution with the
+    // parameters as constants, and a batch's parameters are arrays and a binary heap of thousands of
+    // values, copied into each custom plan. Measured (perf, 100,000 records, one worker): planning
+    // was 11 % of PostgreSQL's CPU, 20 % with two workers; with generic plans it is gone.
+    options: `-c search_path=${location.schema} -c plan_cache_mode=force_generic_plan`,
     types: types as unknown as pg.CustomTypesConfig,
     idleTimeoutMillis: 10_000,
     connectionTimeoutMillis: 10_000,
