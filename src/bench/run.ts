@@ -4,7 +4,8 @@
  * `[{ name, unit, value, extra }]` (github-action-benchmark's custom-tool format).
  *
  * Options (environment): BENCH_RECORDS (default 100000 records, each passing two steps),
- * BENCH_OUT (default bench/results/latest.json).
+ * BENCH_GROWTH_RECORDS (default 500000: capture into one growing store), BENCH_OUT (default
+ * bench/results/latest.json), BENCH_ONLY (some parts: capture, growth, stream, merkle, …).
  */
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,6 +18,7 @@ import { loadPipelineFile } from '../pipeline/load.js';
 import { readRecords } from '../sources/files.js';
 import { vegaDatasetPath } from '../sources/datasets.js';
 import { SqliteStore } from '../store/sqlite/sqlite-store.js';
+import { BlobTable } from '../store/sqlite/blob-table.js';
 import { startRun } from '../capture/run.js';
 import { replay } from '../replay/range.js';
 import { appendRecords, LogSource } from '../stream/log.js';
@@ -57,7 +59,7 @@ function metadataBytes(store: SqliteStore): { metadata: number; blobs: number } 
   let metadata = 0;
   let blobs = 0;
   for (const r of rows) {
-    if (r.name === 'blobs' || r.name.startsWith('sqlite_autoindex_blobs')) blobs += r.bytes;
+    if (r.name === 'blob_rows' || r.name === 'blob_index' || r.name === 'blob_recent') blobs += r.bytes;
     else metadata += r.bytes;
   }
   return { metadata, blobs };
@@ -141,16 +143,17 @@ async function benchFloor(records: SourceRecord[], steps: LoadedStep[], params: 
   );
   const contextSeq = (db.prepare('SELECT seq FROM contexts LIMIT 1').get() as { seq: number }).seq;
   const paramsHashes = params.map((p) => hashToBytes(sha256(canonicalize(p))));
-  const insertBlob = db.prepare('INSERT OR IGNORE INTO blobs (hash, size, location, bytes) VALUES (?, ?, 0, ?)');
+  const values = new BlobTable(db);
   const insertExecution = db.prepare(`INSERT INTO executions (id, run, step_version, inputs, output, params, context, started, duration,
     status, error, encodings, stream, "offset", record_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, 0, NULL, ?, ?)`);
   type Row = [Uint8Array, number, Buffer, Buffer, Buffer, Buffer, Buffer, Buffer, number];
   const commit = db.transaction((rows: Row[]) => {
     for (const [id, step, inHash, inBytes, outHash, outBytes, pHash, recordHash, offset] of rows) {
-      insertBlob.run(inHash, inBytes.length, inBytes);
-      insertBlob.run(outHash, outBytes.length, outBytes);
+      values.insert(inHash, inBytes.length, 0, inBytes);
+      values.insert(outHash, outBytes.length, 0, outBytes);
       insertExecution.run(id, runSeq, step, inHash, outHash, pHash, contextSeq, 0, 0, offset, recordHash);
     }
+    values.mergeIfDue();
   });
   let executions = 0;
   let rows: Row[] = [];
@@ -241,7 +244,59 @@ async function benchStream(records: SourceRecord[], rounds: number) {
 }
 
 /** The parts of `npm run bench`, in the order they run (BENCH_ONLY picks some). */
-const PARTS = ['capture', 'stream', 'merkle', 'replay-tools', 'pg', 'objects', 'http', 'ui'];
+const PARTS = ['capture', 'growth', 'stream', 'merkle', 'replay-tools', 'pg', 'objects', 'http', 'ui'];
+
+/** Bytes this process has written (all files), from /proc (Linux); undefined elsewhere. */
+function bytesWritten(): number | undefined {
+  try {
+    const m = /wchar: (\d+)/.exec(readFileSync('/proc/self/io', 'utf8'));
+    return m === null ? undefined : Number(m[1]);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Capture into a growing store: the same two steps over consecutive slices of 100,000 records of
+ * flights-3m.parquet, all into one store. Each value is found by its random digest, so how fast
+ * capture stays as the store fills up is a property of the value index (see blob-table.ts).
+ */
+async function growthFigures(total: number): Promise<BenchResult[]> {
+  const slice = 100_000;
+  process.stderr.write(`Measuring capture into one growing store (${total.toLocaleString('en-US')} records in slices of ${slice.toLocaleString('en-US')})…\n`);
+  const records = await loadRecords(total);
+  const loaded = await loadPipelineFile(join(repo, 'examples', 'flights', 'pipeline.ts'));
+  const definition = { ...loaded.definition, steps: loaded.definition.steps.slice(0, 2) };
+  const { dir, store } = tempStore('growth');
+  const rates: number[] = [];
+  const written: number[] = [];
+  try {
+    for (let at = 0; at < records.length; at += slice) {
+      const w0 = bytesWritten();
+      const t0 = performance.now();
+      const r = await runPipeline(store, definition, records.slice(at, at + slice), { baseDir: loaded.baseDir, streamId: 'bench', checkpoint: false });
+      rates.push(r.executions / ((performance.now() - t0) / 1000));
+      const w1 = bytesWritten();
+      if (w0 !== undefined && w1 !== undefined) written.push((w1 - w0) / r.executions);
+    }
+  } finally {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const first = rates[0] ?? 0;
+  const last = rates[rates.length - 1] ?? 0;
+  const executions = records.length * definition.steps.length;
+  const perSlice = rates.map((r, i) => `${Math.round(r)}${written[i] === undefined ? '' : ` (${Math.round(written[i] as number)} B written/execution)`}`).join(', ');
+  return [
+    {
+      name: 'capture.large_store_executions_per_s',
+      unit: 'executions/s',
+      value: Math.round(last),
+      extra: `the last of ${rates.length} slices of ${slice} records x 2 steps captured into one store (${executions} executions in all); per slice: ${perSlice}`,
+    },
+    { name: 'capture.large_store_vs_fresh_ratio', unit: 'x', value: round(last / first), extra: 'rate of the last slice / rate of the first, same store' },
+  ];
+}
 
 async function captureFigures(records: SourceRecord[], n: number, meanBytes: number): Promise<BenchResult[]> {
   // Warm up the JIT and the file system on a small slice, then measure.
@@ -334,6 +389,7 @@ async function main(): Promise<void> {
 
   const results: BenchResult[] = [];
   if (runs('capture')) results.push(...(await captureFigures(records, n, meanBytes)));
+  if (runs('growth')) results.push(...(await growthFigures(Number(process.env.BENCH_GROWTH_RECORDS ?? 500_000))));
   if (runs('stream')) results.push(...(await streamFigures(records, n)));
   if (runs('merkle')) {
     process.stderr.write('Measuring the Merkle log: appends, capture with and without it, verify…\n');

@@ -157,11 +157,11 @@ class SqliteMerkleSource implements MerkleSource {
   }
 
   async blobHashes(): Promise<Buffer[]> {
-    return (this.#db.prepare('SELECT hash FROM blobs').all() as { hash: Buffer }[]).map((r) => r.hash);
+    return (this.#db.prepare('SELECT hash FROM blob_rows').all() as { hash: Buffer }[]).map((r) => r.hash);
   }
 
   async *blobs(): AsyncIterable<RawBlob> {
-    for (const row of this.#db.prepare('SELECT hash, location, bytes FROM blobs').iterate() as IterableIterator<{ hash: Buffer; location: number; bytes: Buffer | null }>) {
+    for (const row of this.#db.prepare('SELECT hash, location, bytes FROM blob_rows').iterate() as IterableIterator<{ hash: Buffer; location: number; bytes: Buffer | null }>) {
       yield { hash: row.hash, inline: row.location === 0 ? (row.bytes ?? Buffer.alloc(0)) : null };
     }
   }

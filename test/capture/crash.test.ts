@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { executionRecordHash } from '../../src/hash/record-hash.js';
+import { blobStoredSql } from '../../src/store/sqlite/blob-table.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { ensureDist } from '../helpers/dist.js';
 import { DIST_INDEX, REPO_ROOT } from '../helpers/paths.js';
@@ -72,9 +73,9 @@ describe('a capture killed with SIGKILL', () => {
         const missing = db
           .prepare(
             `SELECT count(*) AS n FROM executions e WHERE
-               NOT EXISTS (SELECT 1 FROM blobs b WHERE b.hash = e.inputs) OR
-               NOT EXISTS (SELECT 1 FROM blobs b WHERE b.hash = e.params) OR
-               (e.output IS NOT NULL AND NOT EXISTS (SELECT 1 FROM blobs b WHERE b.hash = e.output))`,
+               NOT ${blobStoredSql('e.inputs')} OR
+               NOT ${blobStoredSql('e.params')} OR
+               (e.output IS NOT NULL AND NOT ${blobStoredSql('e.output')})`,
           )
           .get() as { n: number };
         expect(missing.n).toBe(0);

@@ -29,8 +29,33 @@ export function blobFilePath(storeDir: string, hash: string): string {
 /** Replace a stored inline blob's bytes (the trigger that forbids this is dropped first). */
 export function overwriteInlineBlob(storeDir: string, hash: string, bytes: Uint8Array): void {
   withRawDb(storeDir, (db) => {
-    db.exec('DROP TRIGGER IF EXISTS blobs_no_update');
-    const changed = db.prepare('UPDATE blobs SET bytes = ? WHERE hash = ?').run(Buffer.from(bytes), digestBytes(hash)).changes;
+    const changed = overwriteBlobRow(db, digestBytes(hash), Buffer.from(bytes));
     if (changed !== 1) throw new Error(`no inline blob ${hash} to overwrite`);
   });
+}
+
+/** Overwrite the bytes of a value's row on an open raw database (dropping the trigger that forbids it); rows changed. */
+export function overwriteBlobRow(db: Database.Database, digest: Buffer, bytes: Buffer): number {
+  db.exec('DROP TRIGGER IF EXISTS blob_rows_no_update');
+  return db.prepare('UPDATE blob_rows SET bytes = ? WHERE hash = ?').run(bytes, digest).changes;
+}
+
+/**
+ * Undo migration 8 on an open raw database: the values go back into one \`blobs\` table keyed by
+ * digest, as stores before it kept them (for tests that take a store back to an older schema).
+ */
+export function revertToBlobsTable(db: Database.Database): void {
+  db.exec(`DROP VIEW blobs;
+    CREATE TABLE blobs (seq INTEGER PRIMARY KEY, hash BLOB NOT NULL UNIQUE, size INTEGER NOT NULL, location INTEGER NOT NULL, bytes BLOB);
+    INSERT INTO blobs (seq, hash, size, location, bytes) SELECT seq, hash, size, location, bytes FROM blob_rows ORDER BY seq;
+    CREATE TRIGGER blobs_no_update BEFORE UPDATE ON blobs BEGIN SELECT RAISE(ABORT, 'provenant: blobs are immutable'); END;
+    DROP TABLE blob_rows; DROP TABLE blob_index; DROP TABLE blob_recent;
+    DELETE FROM schema_migrations WHERE version >= 8;`);
+}
+
+/** Delete a value (its row and its digest) on an open raw database, as a lost or damaged store would lose it. */
+export function deleteBlobRow(db: Database.Database, digest: Buffer): void {
+  db.prepare('DELETE FROM blob_rows WHERE hash = ?').run(digest);
+  db.prepare('DELETE FROM blob_recent WHERE hash = ?').run(digest);
+  db.prepare('DELETE FROM blob_index WHERE hash = ?').run(digest);
 }

@@ -4,6 +4,7 @@
  * the signed head of a later checkpoint, and a version edited underneath is named by verify.
  */
 import Database from 'better-sqlite3';
+import { revertToBlobsTable } from '../helpers/raw-db.js';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { startRun } from '../../src/capture/run.js';
@@ -75,6 +76,7 @@ describe('a store made before the Merkle log', () => {
     await store.close();
     // Make it a version-4 store, as an older Provenant left it (the tables of migrations 5 and later gone).
     const db = new Database(join(dir, 'provenant.db'));
+    revertToBlobsTable(db);
     db.exec('DROP TABLE merkle_segments; DROP TABLE tree_heads; DROP TABLE signing_keys; DROP TABLE access_log; DROP TABLE token_revocations; DROP TABLE tokens; DROP TABLE replay_job_snapshots; DELETE FROM schema_migrations WHERE version >= 5');
     db.close();
     store = SqliteStore.open(dir, { writerThread: false });

@@ -12,6 +12,7 @@
  * reported as itself. Whole-store changes (truncation, rollback) get rounds of their own.
  */
 import Database from 'better-sqlite3';
+import { overwriteBlobRow } from '../helpers/raw-db.js';
 import { cpSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -265,10 +266,10 @@ describe('provenant verify on a store of 10,000 executions', () => {
     const dir = copyOf(pristine);
     const { blob, artifact } = raw(dir, (db) => {
       const out = db.prepare('SELECT output FROM executions WHERE output IS NOT NULL LIMIT 1 OFFSET 777').get() as { output: Buffer };
-      db.prepare('UPDATE blobs SET bytes = ? WHERE hash = ?').run(Buffer.from('{"route":"X-Y","delay":1}'), out.output);
+      overwriteBlobRow(db, out.output, Buffer.from('{"route":"X-Y","delay":1}'));
       const art = db.prepare('SELECT version_hash, step_id FROM step_versions LIMIT 1').get() as { version_hash: Buffer; step_id: string };
       const row = db.prepare('SELECT location, bytes FROM blobs WHERE hash = ?').get(art.version_hash) as { location: number; bytes: Buffer | null };
-      if (row.location === 0) db.prepare('UPDATE blobs SET bytes = ? WHERE hash = ?').run(Buffer.concat([row.bytes as Buffer, Buffer.from('\n;globalThis.x=1')]), art.version_hash);
+      if (row.location === 0) overwriteBlobRow(db, art.version_hash, Buffer.concat([row.bytes as Buffer, Buffer.from('\n;globalThis.x=1')]));
       return { blob: hashFromBytes(out.output), artifact: { hash: hashFromBytes(art.version_hash), file: row.location === 1 } };
     });
     if (artifact.file) {

@@ -20,7 +20,7 @@ import { openStore } from '../../src/store/open.js';
 import type { Store } from '../../src/store/store.js';
 import { ensureDist } from '../helpers/dist.js';
 import { writeProject } from '../helpers/project.js';
-import { withRawDb } from '../helpers/raw-db.js';
+import { deleteBlobRow, withRawDb } from '../helpers/raw-db.js';
 import { expectRejection } from '../helpers/rejection.js';
 import { makeTempDir } from '../helpers/temp.js';
 
@@ -206,14 +206,14 @@ describe('divergences are found and named', () => {
     const [parseExec] = await store.listExecutions({ runId: captured.runId, stepId: 'parse', limit: 1 });
     const [stampExec] = await store.listExecutions({ runId: captured.runId, stepId: 'stamp', limit: 1 });
     await store.close();
-    withRawDb(dir, (db) => db.prepare('DELETE FROM blobs WHERE hash = ?').run(hashToBytes(countExec!.paramsHash)));
+    withRawDb(dir, (db) => deleteBlobRow(db, hashToBytes(countExec!.paramsHash)));
     let s = await openStore(dir);
     expect((await replay(s, { streamId: 'flights' })).firstDivergence).toMatchObject({ cause: 'missing-blob', stepId: 'count', offset: 0 });
     await s.close();
     withRawDb(dir, (db) => {
-      db.exec('DROP TRIGGER blobs_no_update');
+      db.exec('DROP TRIGGER blob_rows_no_update');
       const changed = db
-        .prepare(`UPDATE blobs SET bytes = CAST(replace(CAST(bytes AS TEXT), 'Math.random', 'Math.cos') AS BLOB) WHERE hash = ?`)
+        .prepare(`UPDATE blob_rows SET bytes = CAST(replace(CAST(bytes AS TEXT), 'Math.random', 'Math.cos') AS BLOB) WHERE hash = ?`)
         .run(hashToBytes(stampExec!.functionVersionHash));
       expect(changed.changes).toBe(1);
     });
@@ -222,7 +222,7 @@ describe('divergences are found and named', () => {
     expect(corrupt.firstDivergence).toMatchObject({ cause: 'corrupt-artifact', stepId: 'stamp', offset: 0 });
     expect(corrupt.firstDivergence?.detail).toMatch(/does not match its hash/);
     await s.close();
-    withRawDb(dir, (db) => db.prepare('DELETE FROM blobs WHERE hash = ?').run(hashToBytes(parseExec!.functionVersionHash)));
+    withRawDb(dir, (db) => deleteBlobRow(db, hashToBytes(parseExec!.functionVersionHash)));
     s = await openStore(dir);
     const missing = await replay(s, { streamId: 'flights' });
     expect(missing.firstDivergence).toMatchObject({ cause: 'missing-artifact', stepId: 'parse', offset: 0 });

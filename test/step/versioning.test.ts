@@ -25,7 +25,7 @@ import {
 import { ensureDist } from '../helpers/dist.js';
 import { REPO_ROOT } from '../helpers/paths.js';
 import { writeFiles, writeProject } from '../helpers/project.js';
-import { digestBytes, overwriteInlineBlob, withRawDb } from '../helpers/raw-db.js';
+import { deleteBlobRow, digestBytes, overwriteInlineBlob, withRawDb } from '../helpers/raw-db.js';
 import { makeRepoTempDir, makeTempDir } from '../helpers/temp.js';
 
 const STEP_A = `import { greet } from './lib/helper-a.js';
@@ -211,7 +211,7 @@ describe('step versions', () => {
     it('a missing artifact → ARTIFACT_MISSING', async () => {
       const step = await prepareStep(store, 'a', { module: module('a.ts') });
       await store.close();
-      withRawDb(storeDir, (db) => db.prepare('DELETE FROM blobs WHERE hash = ?').run(digestBytes(step.versionHash)));
+      withRawDb(storeDir, (db) => deleteBlobRow(db, digestBytes(step.versionHash)));
       store = await openStore(storeDir);
       const err = await buildError(loadStep(store, 'a', step.versionHash));
       expect(err.code).toBe('ARTIFACT_MISSING');

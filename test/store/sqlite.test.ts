@@ -293,7 +293,7 @@ describe('SqliteStore', () => {
       const hash = await store.putBlob(Buffer.from('immutable'));
       await store.close();
       withRawDb(dir, (db) => {
-        expect(() => db.prepare('UPDATE blobs SET bytes = ? WHERE hash = ?').run(Buffer.from('mutable!!'), digestBytes(hash))).toThrow(/immutable/);
+        expect(() => db.prepare('UPDATE blob_rows SET bytes = ? WHERE hash = ?').run(Buffer.from('mutable!!'), digestBytes(hash))).toThrow(/immutable/);
       });
       const reopened = await openStore(dir);
       try {

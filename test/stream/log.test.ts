@@ -18,7 +18,7 @@ import { appendRecords, readLog } from '../../src/stream/log.js';
 import { ensureDist } from '../helpers/dist.js';
 import { REPO_ROOT } from '../helpers/paths.js';
 import { rejection } from '../helpers/rejection.js';
-import { withRawDb } from '../helpers/raw-db.js';
+import { revertToBlobsTable, withRawDb } from '../helpers/raw-db.js';
 import { makeTempDir } from '../helpers/temp.js';
 
 let dir: string;
@@ -132,7 +132,8 @@ describe('embedded stream log', () => {
       const later = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'").all() as { name: string }[]).filter((t) => !schema1.has(t.name));
       expect(later.map((t) => t.name)).toContain('stream_log');
       db.pragma('foreign_keys = OFF');
-      for (const t of later) db.exec(`DROP TABLE ${t.name}`);
+      revertToBlobsTable(db);
+      for (const t of later.filter((t) => !t.name.startsWith('blob_'))) db.exec(`DROP TABLE ${t.name}`);
       db.exec('DELETE FROM schema_migrations WHERE version >= 2');
     });
     store = await openStore(dir);

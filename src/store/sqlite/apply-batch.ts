@@ -7,6 +7,7 @@ import type Database from 'better-sqlite3';
 import { ProvenantError } from '../../errors.js';
 import { hashToBytes } from '../../hash/canonical.js';
 import type { CheckpointTransition } from '../records.js';
+import { BlobTable } from './blob-table.js';
 import { CheckpointWriter } from './checkpoints.js';
 import { MerkleLogWriter } from './merkle-log.js';
 import { type PackedBatch, unpackBatch } from './packed-batch.js';
@@ -34,15 +35,16 @@ export class BatchApplier {
   readonly #stmt;
   readonly #checkpoints: CheckpointWriter;
   readonly #log: MerkleLogWriter;
+  readonly #blobs: BlobTable;
 
   /** `location`: the store folder (where the signing key is); `tamperEvidence`: append to the Merkle log (default true). */
   constructor(db: Database.Database, location: string, tamperEvidence = true) {
     this.#db = db;
     this.#location = location;
     this.#log = new MerkleLogWriter(db, location, tamperEvidence);
+    this.#blobs = new BlobTable(db);
     this.#checkpoints = new CheckpointWriter(db, location, this.#log);
     this.#stmt = {
-      insertBlob: db.prepare('INSERT OR IGNORE INTO blobs (hash, size, location, bytes) VALUES (?, ?, ?, ?)'),
       insertExecution: db.prepare(`
         INSERT INTO executions (id, run, step_version, inputs, output, params, context, started, duration,
                                 status, error, nondeterminism, encodings, stream, "offset", record_hash)
@@ -77,7 +79,7 @@ export class BatchApplier {
     const steps = d.steps.map(([id, v]) => this.#requireStepVersion(id, v));
     const contexts = d.contexts.map(([h, json]) => this.internContext(h, json));
     const streams = d.streams.map((id) => this.internStream(id));
-    for (const v of values) s.insertBlob.run(v.digest, v.size, v.location, v.bytes);
+    for (const v of values) this.#blobs.insert(v.digest, v.size, v.location, v.bytes);
     // Leaves first (a clean range is checked against the executions already stored), per run.
     if (executions.length > 0) {
       const first = executions[0] as (typeof executions)[number];
@@ -120,6 +122,12 @@ export class BatchApplier {
     if (batch.checkpoint !== undefined) {
       this.#checkpoints.apply(batch.checkpoint, (id) => this.#requireRun(id), (id) => this.internStream(id));
     }
+    this.#blobs.mergeIfDue();
+  }
+
+  /** The values, through this applier's connection. */
+  get blobs(): BlobTable {
+    return this.#blobs;
   }
 
   /** The Merkle log this applier appends to (for other records committed in its transactions). */
@@ -130,7 +138,8 @@ export class BatchApplier {
   /** End and/or open a checkpoint in its own transaction, after storing the values it refers to. */
   applyCheckpoint(transition: CheckpointTransition, values: readonly { hash: Buffer; size: number; location: number; bytes: Uint8Array | null }[]): void {
     this.#transaction(() => {
-      for (const v of values) this.#stmt.insertBlob.run(v.hash, v.size, v.location, v.bytes);
+      for (const v of values) this.#blobs.insert(v.hash, v.size, v.location, v.bytes);
+      this.#blobs.mergeIfDue();
       this.#checkpoints.apply(transition, (id) => this.#requireRun(id), (id) => this.internStream(id));
     });
   }

@@ -3,6 +3,7 @@
  * (IN_PROGRESS); its end is appended to `checkpoint_ends` in the same transaction as the
  * checkpoint's executions (see apply-batch.ts). Neither table is ever updated.
  */
+import { blobStoredSql } from './blob-table.js';
 import type Database from 'better-sqlite3';
 import { ProvenantError } from '../../errors.js';
 import { canonicalize, hashFromBytes, hashToBytes, type ContentHash, type JsonValue } from '../../hash/canonical.js';
@@ -100,7 +101,7 @@ export class CheckpointWriter {
         INSERT INTO checkpoint_ends (checkpoint, status, end_offset, ended, records, executions, failed, dead_lettered,
                                      first_execution, last_execution, state, sink, input_slice, reason, record_hash)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-      hasBlob: db.prepare('SELECT 1 FROM blobs WHERE hash = ?'),
+      hasBlob: db.prepare(`SELECT ${blobStoredSql('@hash')}`).pluck(),
     };
   }
 
@@ -178,7 +179,7 @@ export class CheckpointWriter {
   }
 
   #requireBlob(hash: ContentHash, checkpointId: string, what: string): void {
-    if (this.#stmt.hasBlob.get(hashToBytes(hash)) === undefined) {
+    if (this.#stmt.hasBlob.get({ hash: hashToBytes(hash) }) !== 1) {
       throw new ProvenantError('BLOB_MISSING', `checkpoint ${checkpointId}: its ${what} ${hash} is not stored`, {
         hint: 'Store the value in the same batch as the checkpoint (or before it).',
         context: { checkpointId, hash },

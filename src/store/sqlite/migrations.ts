@@ -323,6 +323,33 @@ CREATE INDEX replay_job_snapshots_by_job ON replay_job_snapshots (job, seq);
 ${appendOnly('replay_job_snapshots')}
 `,
   },
+  {
+    version: 8,
+    name: 'values appended to blob_rows, found by digest through a small recent index merged in bulk into the main one',
+    sql: `
+-- One index keyed by random digests made every commit write pages all over it: the bytes written
+-- per value grew with the store. See blob-table.ts.
+CREATE TABLE blob_rows (
+  seq      INTEGER PRIMARY KEY,         -- insertion order
+  hash     BLOB NOT NULL,               -- 32-byte SHA-256 digest
+  size     INTEGER NOT NULL,
+  location INTEGER NOT NULL,            -- 0: bytes inline here, 1: file in the blob folder
+  bytes    BLOB                         -- NULL when location = 1
+);
+INSERT INTO blob_rows (seq, hash, size, location, bytes) SELECT seq, hash, size, location, bytes FROM blobs ORDER BY seq;
+CREATE TABLE blob_index (hash BLOB PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
+INSERT INTO blob_index (hash, seq) SELECT hash, seq FROM blobs ORDER BY hash;
+CREATE TABLE blob_recent (hash BLOB PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
+DROP TABLE blobs;
+CREATE TRIGGER blob_rows_no_update BEFORE UPDATE ON blob_rows
+BEGIN SELECT RAISE(ABORT, 'provenant: blobs are immutable'); END;
+-- Every digest is in exactly one of the two indexes.
+CREATE VIEW blobs (seq, hash, size, location, bytes) AS
+  SELECT r.seq, r.hash, r.size, r.location, r.bytes FROM blob_index i JOIN blob_rows r ON r.seq = i.seq
+  UNION ALL
+  SELECT r.seq, r.hash, r.size, r.location, r.bytes FROM blob_recent i JOIN blob_rows r ON r.seq = i.seq;
+`,
+  },
 ];
 
 /** The newest schema version this code knows. */

@@ -6,6 +6,7 @@
  * Versions are committed on the main connection, in one transaction with the executions that made
  * them and the values both refer to (`BatchApplier.apply` with an extra step).
  */
+import { blobStoredSql } from './blob-table.js';
 import type Database from 'better-sqlite3';
 import { ProvenantError } from '../../errors.js';
 import { hashFromBytes, hashToBytes, type ContentHash } from '../../hash/canonical.js';
@@ -106,7 +107,7 @@ export class SqliteObjects {
       versionSeq: db.prepare('SELECT seq FROM object_versions WHERE id = ?'),
       versionByExecution: db.prepare('SELECT 1 FROM object_versions WHERE execution = ?'),
       executionExists: db.prepare('SELECT 1 FROM executions WHERE id = ?'),
-      blobExists: db.prepare('SELECT 1 FROM blobs WHERE hash = ?'),
+      blobExists: db.prepare(`SELECT ${blobStoredSql('@hash')}`).pluck(),
       insertVersion: db.prepare(`
         INSERT INTO object_versions (id, object, ordinal, valid_from, value, encoding, content_type, size, execution, record_hash)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
@@ -133,15 +134,15 @@ export class SqliteObjects {
           SELECT vi.version FROM need n
             JOIN object_versions nv ON nv.seq = n.seq
             JOIN version_inputs vi ON vi.execution = nv.execution
-          WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.hash = nv.value)
+          WHERE NOT ${blobStoredSql('nv.value')}
         )
-        SELECT ${VERSION_COLUMNS}, EXISTS (SELECT 1 FROM blobs b WHERE b.hash = v.value) AS kept
+        SELECT ${VERSION_COLUMNS}, ${blobStoredSql('v.value')} AS kept
         FROM need JOIN object_versions v ON v.seq = need.seq JOIN objects o ON o.seq = v.object
         ORDER BY v.seq`),
       usage: db.prepare(`
         SELECT ${VERSION_COLUMNS}, sv.step_id, e.duration,
                (SELECT count(*) FROM version_reads r WHERE r.version = v.seq) AS reads,
-               EXISTS (SELECT 1 FROM blobs b WHERE b.hash = v.value) AS kept
+               ${blobStoredSql('v.value')} AS kept
         FROM ${VERSION_FROM}
         JOIN executions e ON e.id = v.execution
         JOIN step_versions sv ON sv.seq = e.step_version
@@ -171,7 +172,7 @@ export class SqliteObjects {
       }
       validFromUs = Math.trunc(validFromUs);
       const value = hashToBytes(w.contentHash);
-      if (s.blobExists.get(value) === undefined) {
+      if (s.blobExists.get({ hash: value }) !== 1) {
         throw new ProvenantError('BLOB_MISSING', `object ${w.objectId}: the content ${w.contentHash} of the new version is not stored`, {
           hint: 'Pass the content among the batch values.',
           context: { objectId: w.objectId, versionId: w.versionId, contentHash: w.contentHash },

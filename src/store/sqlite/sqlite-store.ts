@@ -76,6 +76,7 @@ import type {
 } from '../records.js';
 import { CHECKPOINT_INLINE_MAX, replayJobSnapshotText, type BlobLocation, type ExecutionBatchBuilder, type ReplayJobSnapshot, type Store, type StoreCapabilities, type StoreStats } from '../store.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
+import type { BlobTable } from './blob-table.js';
 import { createSigningKey } from '../../merkle/head.js';
 import { SqliteObjects } from './objects.js';
 import { TOKEN_SELECT, checkStreamId, toAccess, toStreamSummary, toToken, type AccessRow, type StreamSummaryRow, type TokenRow } from '../shared-rows.js';
@@ -169,6 +170,10 @@ export class SqliteStore implements Store {
   readonly #files: FileBlobs;
   readonly #inlineMax: number;
   readonly #applier: BatchApplier;
+  /** The values, through the main connection (shared with its batch applier). */
+  get #blobs(): BlobTable {
+    return this.#applier.blobs;
+  }
   readonly #writer: WriterThread | undefined;
   readonly #stmt: ReturnType<typeof prepareStatements>;
   readonly #objects: SqliteObjects;
@@ -239,7 +244,7 @@ export class SqliteStore implements Store {
     const hash = sha256(bytes);
     const size = bytes.byteLength;
     const key = hashToBytes(hash);
-    const existing = this.#stmt.getBlobStat.get(key) as { size: number; location: number } | undefined;
+    const existing = this.#blobs.stat(key);
     let repair = false;
     if (existing !== undefined) {
       try {
@@ -253,8 +258,9 @@ export class SqliteStore implements Store {
     if (size > this.#inlineMax) await this.#files.write(hash, bytes, { replace: repair });
     this.#db
       .transaction(() => {
-        if (repair) this.#stmt.deleteBlob.run(key);
-        this.#stmt.insertBlob.run(key, size, size > this.#inlineMax ? LOCATION_FILE : LOCATION_INLINE, size > this.#inlineMax ? null : bytes);
+        if (repair) this.#blobs.delete(key);
+        this.#blobs.insert(key, size, size > this.#inlineMax ? LOCATION_FILE : LOCATION_INLINE, size > this.#inlineMax ? null : bytes);
+        this.#blobs.mergeIfDue();
       })
       .immediate();
     return hash;
@@ -262,12 +268,17 @@ export class SqliteStore implements Store {
 
   async putBlobStream(source: Readable | AsyncIterable<Uint8Array>): Promise<{ hash: ContentHash; size: number }> {
     const { hash, size } = await this.#files.writeStream(source);
-    this.#stmt.insertBlob.run(hashToBytes(hash), size, LOCATION_FILE, null);
+    this.#db
+      .transaction(() => {
+        this.#blobs.insert(hashToBytes(hash), size, LOCATION_FILE, null);
+        this.#blobs.mergeIfDue();
+      })
+      .immediate();
     return { hash, size };
   }
 
   async getBlob(hash: ContentHash): Promise<Uint8Array> {
-    const row = this.#stmt.getBlob.get(hashToBytes(hash)) as { location: number; bytes: Buffer | null } | undefined;
+    const row = this.#blobs.get(hashToBytes(hash));
     if (row === undefined) throw new BlobMissingError(hash, `store ${this.location}`);
     if (row.location === LOCATION_FILE) return this.#files.read(hash);
     const bytes = row.bytes ?? Buffer.alloc(0);
@@ -277,25 +288,25 @@ export class SqliteStore implements Store {
   }
 
   async openBlobStream(hash: ContentHash): Promise<Readable> {
-    const row = this.#stmt.getBlob.get(hashToBytes(hash)) as { location: number } | undefined;
+    const row = this.#blobs.stat(hashToBytes(hash));
     if (row === undefined) throw new BlobMissingError(hash, `store ${this.location}`);
     if (row.location === LOCATION_FILE) return this.#files.openStream(hash);
     return Readable.from([await this.getBlob(hash)]);
   }
 
   async hasBlob(hash: ContentHash): Promise<boolean> {
-    return this.#stmt.getBlobStat.get(hashToBytes(hash)) !== undefined;
+    return this.#blobs.stat(hashToBytes(hash)) !== undefined;
   }
 
   async statBlob(hash: ContentHash): Promise<{ size: number; location: BlobLocation } | undefined> {
-    const row = this.#stmt.getBlobStat.get(hashToBytes(hash)) as { size: number; location: number } | undefined;
+    const row = this.#blobs.stat(hashToBytes(hash));
     if (row === undefined) return undefined;
     return { size: row.size, location: row.location === LOCATION_FILE ? 'file' : 'inline' };
   }
 
   async listBlobs(options: { afterHash?: ContentHash; limit?: number } = {}): Promise<{ hash: ContentHash; size: number }[]> {
     const after = options.afterHash === undefined ? Buffer.alloc(0) : hashToBytes(options.afterHash);
-    const rows = this.#stmt.listBlobs.all(after, options.limit ?? 1000) as { hash: Buffer; size: number }[];
+    const rows = this.#blobs.list(after, options.limit ?? 1000);
     return rows.map((r) => ({ hash: hashFromBytes(r.hash), size: r.size }));
   }
 
@@ -465,9 +476,10 @@ export class SqliteStore implements Store {
         values.forEach((v, i) => {
           const key = hashToBytes(v.hash);
           const size = v.bytes.byteLength;
-          stmt.insertBlob.run(key, size, size > inlineMax ? LOCATION_FILE : LOCATION_INLINE, size > inlineMax ? null : v.bytes);
+          this.#blobs.insert(key, size, size > inlineMax ? LOCATION_FILE : LOCATION_INLINE, size > inlineMax ? null : v.bytes);
           stmt.insertStreamEntry.run(seq, first + i, key, v.encoding === 'bytes' ? 1 : 0, appendedUs);
         });
+        this.#blobs.mergeIfDue();
         return { first, next: first + values.length };
       })
       .immediate();
@@ -607,9 +619,9 @@ export class SqliteStore implements Store {
         // Decided inside the write transaction: nothing can start referring to them meanwhile.
         for (const hash of this.#objects.droppable(hashes)) {
           const key = hashToBytes(hash);
-          const row = this.#stmt.getBlobStat.get(key) as { size: number; location: number } | undefined;
+          const row = this.#blobs.stat(key);
           if (row === undefined) continue;
-          this.#stmt.deleteBlob.run(key);
+          this.#blobs.delete(key);
           if (row.location === LOCATION_FILE) files.push(hash);
           dropped.push(hash);
           bytes += row.size;
@@ -761,8 +773,8 @@ export class SqliteStore implements Store {
       failedExecutions: one('SELECT count(*) AS n FROM executions WHERE status = 1'),
       runs: one('SELECT count(*) AS n FROM runs'),
       stepVersions: one('SELECT count(*) AS n FROM step_versions'),
-      blobs: one('SELECT count(*) AS n FROM blobs'),
-      blobBytes: one('SELECT sum(size) AS n FROM blobs'),
+      blobs: this.#blobs.totals().n,
+      blobBytes: this.#blobs.totals().bytes,
     };
   }
 
@@ -796,11 +808,6 @@ export class SqliteStore implements Store {
 
 function prepareStatements(db: Database.Database) {
   return {
-    insertBlob: db.prepare('INSERT OR IGNORE INTO blobs (hash, size, location, bytes) VALUES (?, ?, ?, ?)'),
-    getBlob: db.prepare('SELECT location, bytes FROM blobs WHERE hash = ?'),
-    getBlobStat: db.prepare('SELECT size, location FROM blobs WHERE hash = ?'),
-    deleteBlob: db.prepare('DELETE FROM blobs WHERE hash = ?'),
-    listBlobs: db.prepare('SELECT hash, size FROM blobs WHERE hash > ? ORDER BY hash LIMIT ?'),
     insertStepVersion: db.prepare(
       'INSERT INTO step_versions (step_id, version_hash, manifest, first_seen, first_run) VALUES (?, ?, ?, ?, ?)',
     ),
