@@ -768,13 +768,14 @@ export class SqliteStore implements Store {
 
   async stats(): Promise<StoreStats> {
     const one = (sql: string): number => (this.#db.prepare(sql).get() as { n: number | null }).n ?? 0;
+    const values = this.#blobs.totals();
     return {
       executions: one('SELECT count(*) AS n FROM executions'),
       failedExecutions: one('SELECT count(*) AS n FROM executions WHERE status = 1'),
       runs: one('SELECT count(*) AS n FROM runs'),
       stepVersions: one('SELECT count(*) AS n FROM step_versions'),
-      blobs: this.#blobs.totals().n,
-      blobBytes: this.#blobs.totals().bytes,
+      blobs: values.n,
+      blobBytes: values.bytes,
     };
   }
 
