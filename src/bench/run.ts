@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { canonicalize, hashToBytes, sha256 } from '../hash/canonical.js';
 import { newIdWithBytes, nowUs } from '../ids.js';
 import { runPipeline, type SourceRecord } from '../pipeline/execute.js';
-import { loadPipelineFile } from '../pipeline/load.js';
+import { loadPipelineFile, type LoadedPipeline } from '../pipeline/load.js';
 import { readRecords } from '../sources/files.js';
 import { vegaDatasetPath } from '../sources/datasets.js';
 import { SqliteStore } from '../store/sqlite/sqlite-store.js';
@@ -65,13 +65,18 @@ function metadataBytes(store: SqliteStore): { metadata: number; blobs: number } 
   return { metadata, blobs };
 }
 
+/** The example flights pipeline cut to its first two (stateless) steps, normalize and classify. */
+async function twoStepFlights(): Promise<LoadedPipeline> {
+  const loaded = await loadPipelineFile(join(repo, 'examples', 'flights', 'pipeline.ts'));
+  return { ...loaded, definition: { ...loaded.definition, steps: loaded.definition.steps.slice(0, 2) } };
+}
+
 /**
  * Capture through the real path: runPipeline with the example flights pipeline's first two
  * (stateless) steps, normalize and classify, as in every earlier figure; no checkpoints.
  */
 async function benchCapture(records: SourceRecord[]) {
-  const loaded = await loadPipelineFile(join(repo, 'examples', 'flights', 'pipeline.ts'));
-  const pipeline = { ...loaded, definition: { ...loaded.definition, steps: loaded.definition.steps.slice(0, 2) } };
+  const pipeline = await twoStepFlights();
   const { dir, store } = tempStore('capture');
   const before = metadataBytes(store);
   const fileBefore = statSync(store.databasePath).size;
@@ -265,8 +270,7 @@ async function growthFigures(total: number): Promise<BenchResult[]> {
   const slice = 100_000;
   process.stderr.write(`Measuring capture into one growing store (${total.toLocaleString('en-US')} records in slices of ${slice.toLocaleString('en-US')})…\n`);
   const records = await loadRecords(total);
-  const loaded = await loadPipelineFile(join(repo, 'examples', 'flights', 'pipeline.ts'));
-  const definition = { ...loaded.definition, steps: loaded.definition.steps.slice(0, 2) };
+  const { baseDir, definition } = await twoStepFlights();
   const { dir, store } = tempStore('growth');
   const rates: number[] = [];
   const written: number[] = [];
@@ -274,7 +278,7 @@ async function growthFigures(total: number): Promise<BenchResult[]> {
     for (let at = 0; at < records.length; at += slice) {
       const w0 = bytesWritten();
       const t0 = performance.now();
-      const r = await runPipeline(store, definition, records.slice(at, at + slice), { baseDir: loaded.baseDir, streamId: 'bench', checkpoint: false });
+      const r = await runPipeline(store, definition, records.slice(at, at + slice), { baseDir, streamId: 'bench', checkpoint: false });
       rates.push(r.executions / ((performance.now() - t0) / 1000));
       const w1 = bytesWritten();
       if (w0 !== undefined && w1 !== undefined) written.push((w1 - w0) / r.executions);
@@ -402,9 +406,7 @@ async function main(): Promise<void> {
   }
   if (runs('pg')) {
     process.stderr.write('Measuring PostgreSQL capture and several workers…\n');
-    const loaded = await loadPipelineFile(flightsFile);
-    const twoSteps = { ...loaded, definition: { ...loaded.definition, steps: loaded.definition.steps.slice(0, 2) } };
-    results.push(...(await benchPostgres(records, twoSteps, flightsFile, join(repo, 'dist', 'cli', 'main.js'))));
+    results.push(...(await benchPostgres(records, await twoStepFlights(), flightsFile, join(repo, 'dist', 'cli', 'main.js'))));
   }
   if (runs('objects')) results.push(...(await benchObjects()));
   if (runs('http')) {

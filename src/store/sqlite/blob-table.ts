@@ -18,8 +18,8 @@ import type Database from 'better-sqlite3';
 /** Digests kept in `blob_recent` before they move to `blob_index`. */
 export const MERGE_AT = 100_000;
 
-/** The row of a digest: whichever index holds it. */
-const SEQ_OF = '(SELECT seq FROM blob_recent WHERE hash = @hash UNION ALL SELECT seq FROM blob_index WHERE hash = @hash LIMIT 1)';
+/** The row of a digest, whichever index holds it (the digest is bound twice: positional parameters allocate nothing per call). */
+const SEQ_OF = '(SELECT seq FROM blob_recent WHERE hash = ? UNION ALL SELECT seq FROM blob_index WHERE hash = ? LIMIT 1)';
 
 /** SQL that is true when the value with digest `expr` is stored (`@hash`: bind `{ hash }`). */
 export function blobStoredSql(expr: string): string {
@@ -57,7 +57,7 @@ export class BlobTable {
   /** Store a value unless its digest is already stored; true when it was new. */
   insert(digest: Uint8Array, size: number, location: number, bytes: Uint8Array | null): boolean {
     const s = this.#stmt;
-    if (s.seq.get({ hash: digest }) !== null) return false;
+    if (s.seq.get(digest, digest) !== null) return false;
     const seq = s.insertRow.run(digest, size, location, bytes).lastInsertRowid;
     s.insertRecent.run(digest, seq);
     this.#recent++;
@@ -66,18 +66,18 @@ export class BlobTable {
 
   /** Size and location (0 inline, 1 file) of a stored value. */
   stat(digest: Uint8Array): { size: number; location: number } | undefined {
-    return this.#stmt.stat.get({ hash: digest }) as { size: number; location: number } | undefined;
+    return this.#stmt.stat.get(digest, digest) as { size: number; location: number } | undefined;
   }
 
   /** Location and inline bytes of a stored value. */
   get(digest: Uint8Array): { location: number; bytes: Buffer | null } | undefined {
-    return this.#stmt.get.get({ hash: digest }) as { location: number; bytes: Buffer | null } | undefined;
+    return this.#stmt.get.get(digest, digest) as { location: number; bytes: Buffer | null } | undefined;
   }
 
   /** Remove a value's row and its digest (dropping values no one needs, repairing a damaged one). */
   delete(digest: Uint8Array): void {
     const s = this.#stmt;
-    const seq = s.seq.get({ hash: digest }) as number | null;
+    const seq = s.seq.get(digest, digest) as number | null;
     if (seq === null) return;
     s.deleteRow.run(seq);
     s.deleteRecent.run(digest);
