@@ -7,7 +7,8 @@
  * Pure functions, no store: the log (`log.ts`) and the proof commands build on them, and third
  * parties can check a proof with only these few functions.
  */
-import { createHash, hash } from 'node:crypto';
+import { createHash } from 'node:crypto';
+import { sha256Bytes } from '../hash/canonical.js';
 
 const LEAF = Buffer.from([0]);
 
@@ -22,7 +23,7 @@ const nodeScratch = Buffer.alloc(65, 1);
 export function leafHash(entry: Uint8Array): Buffer {
   if (entry.byteLength === 32) {
     leafScratch.set(entry, 1);
-    return hash('sha256', leafScratch, 'buffer') as Buffer;
+    return sha256Bytes(leafScratch);
   }
   return createHash('sha256').update(LEAF).update(entry).digest();
 }
@@ -32,7 +33,7 @@ export function nodeHash(left: Uint8Array, right: Uint8Array): Buffer {
   if (left.byteLength === 32 && right.byteLength === 32) {
     nodeScratch.set(left, 1);
     nodeScratch.set(right, 33);
-    return hash('sha256', nodeScratch, 'buffer') as Buffer;
+    return sha256Bytes(nodeScratch);
   }
   return createHash('sha256').update(Buffer.from([1])).update(left).update(right).digest();
 }

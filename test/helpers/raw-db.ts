@@ -55,7 +55,7 @@ export function revertToBlobsTable(db: Database.Database): void {
 
 /** Delete a value (its row and its digest) on an open raw database, as a lost or damaged store would lose it. */
 export function deleteBlobRow(db: Database.Database, digest: Buffer): void {
+  db.prepare('DELETE FROM blob_recent WHERE seq IN (SELECT seq FROM blob_rows WHERE hash = ?)').run(digest);
+  db.prepare('DELETE FROM blob_index WHERE seq IN (SELECT seq FROM blob_rows WHERE hash = ?)').run(digest);
   db.prepare('DELETE FROM blob_rows WHERE hash = ?').run(digest);
-  db.prepare('DELETE FROM blob_recent WHERE hash = ?').run(digest);
-  db.prepare('DELETE FROM blob_index WHERE hash = ?').run(digest);
 }

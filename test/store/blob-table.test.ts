@@ -101,3 +101,64 @@ it('a store made before migration 8 keeps its values: readable, listed, not stor
     await store.close();
   }
 });
+
+it('digests that share their first 8 bytes (the index key) are stored, found, listed and deleted apart', async () => {
+  const dir = makeTempDir();
+  await SqliteStore.open(dir).close();
+  const db = new Database(join(dir, 'provenant.db'));
+  try {
+    const blobs = new BlobTable(db, 3);
+    // Not real SHA-256 digests: the table takes any 32 bytes, which lets the test force a shared prefix.
+    const prefix = Buffer.from('0123456789abcdef', 'hex');
+    const twins: Buffer[] = [1, 2, 3, 4, 5].map((i) => Buffer.concat([prefix, Buffer.alloc(24, i)]));
+    const bytesOf = (i: number): Buffer => Buffer.from(`twin ${i}`);
+    const put = db.transaction((list: Buffer[]) => {
+      const added = list.map((d) => blobs.insert(d, bytesOf(twins.indexOf(d)).length, 0, bytesOf(twins.indexOf(d))));
+      blobs.mergeIfDue();
+      return added;
+    });
+    expect(put(twins.slice(0, 3))).toEqual([true, true, true]); // merged into blob_index
+    expect(put(twins.slice(3))).toEqual([true, true]); // in blob_recent
+    expect(put(twins)).toEqual([false, false, false, false, false]);
+    twins.forEach((d, i) => expect(blobs.get(d)?.bytes).toEqual(bytesOf(i)));
+    expect(blobs.list(Buffer.alloc(0), 10).filter((b) => b.hash.subarray(0, 8).equals(prefix)).map((b) => b.hash)).toEqual(twins);
+    expect(blobs.list(twins[1] as Buffer, 2).map((b) => b.hash)).toEqual(twins.slice(2, 4));
+    db.transaction(() => {
+      blobs.delete(twins[1] as Buffer);
+      blobs.delete(twins[3] as Buffer);
+    })();
+    twins.forEach((d, i) => expect(blobs.get(d)?.bytes).toEqual(i === 1 || i === 3 ? undefined : bytesOf(i)));
+  } finally {
+    db.close();
+  }
+});
+
+it('a store made at schema 8 (indexes keyed by whole digests) keeps every value after migration 9', async () => {
+  const dir = makeTempDir();
+  const db = new Database(join(dir, 'provenant.db'));
+  db.pragma('journal_mode = WAL');
+  db.exec('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied INTEGER NOT NULL)');
+  for (const m of MIGRATIONS.filter((m) => m.version <= 8)) {
+    db.exec(m.sql);
+    m.after?.(db);
+    db.prepare('INSERT INTO schema_migrations (version, name, applied) VALUES (?, ?, ?)').run(m.version, m.name, Date.now());
+  }
+  const old = [0, 1, 2, 3, 4, 5].map(value);
+  old.forEach((v, i) => {
+    const seq = db.prepare('INSERT INTO blob_rows (hash, size, location, bytes) VALUES (?, ?, 0, ?)').run(digest(v), v.length, v).lastInsertRowid;
+    // Half merged into the main index, half still recent, as a running schema-8 store leaves them.
+    db.prepare(`INSERT INTO ${i % 2 === 0 ? 'blob_index' : 'blob_recent'} (hash, seq) VALUES (?, ?)`).run(digest(v), seq);
+  });
+  db.close();
+
+  const store = SqliteStore.open(dir);
+  try {
+    for (const v of old) expect(Buffer.from(await store.getBlob(hashFromBytes(digest(v))))).toEqual(v);
+    await store.putBlob(old[3] as Buffer);
+    await store.putBlob(value(6));
+    expect((await store.stats()).blobs).toBe(7);
+    expect((await store.listBlobs()).map((b) => b.hash)).toEqual([...old, value(6)].map((v) => hashFromBytes(digest(v))).sort());
+  } finally {
+    await store.close();
+  }
+});

@@ -1,6 +1,8 @@
 /**
  * The packed batch that capture hands to the writer thread: what goes in comes out, the record
- * hash written at capture is the canonical one, and malformed ids or hashes are refused.
+ * hash the writer computes from the packed bytes is the canonical one (its definition:
+ * SHA-256 of the RFC 8785 text of canonicalRecord), and malformed ids, hashes, encodings or
+ * statuses are refused.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -12,6 +14,8 @@ import type { ExecutionWrite } from '../../src/store/records.js';
 const hashArb = fc.uint8Array({ minLength: 32, maxLength: 32 }).map((b) => `sha256:${Buffer.from(b).toString('hex')}` as ContentHash);
 const idArb = fc.uuid({ version: 7 });
 const timeArb = fc.integer({ min: 0, max: 2 ** 52 });
+/** Any finite number: the writer writes numbers into the record hash's text itself (-0, 1e21, 0.1, -7…). */
+const numberArb = fc.oneof(fc.integer({ min: -(2 ** 53), max: 2 ** 53 }), fc.double({ noNaN: true, noDefaultInfinity: true }), fc.constantFrom(-0, 1e21, 2 ** 53 + 2, 5e-324));
 
 const executionArb: fc.Arbitrary<ExecutionWrite> = fc
   .record({
@@ -24,12 +28,12 @@ const executionArb: fc.Arbitrary<ExecutionWrite> = fc
     outputEncoding: fc.constantFrom('json' as const, 'bytes' as const),
     paramsHash: hashArb,
     contextHash: hashArb,
-    startedUs: timeArb,
-    durationUs: fc.integer({ min: 0, max: 10 ** 9 }),
+    startedUs: fc.oneof(timeArb, numberArb),
+    durationUs: fc.oneof(fc.integer({ min: 0, max: 10 ** 9 }), numberArb),
     errorHash: fc.option(hashArb, { nil: null }),
     nondeterminismHash: fc.option(hashArb, { nil: null }),
     streamId: fc.option(fc.string({ maxLength: 60 }).filter((s) => s.isWellFormed()), { nil: null }),
-    offset: fc.option(fc.integer({ min: 0, max: 2 ** 50 }), { nil: null }),
+    offset: fc.option(fc.oneof(fc.integer({ min: 0, max: 2 ** 50 }), numberArb), { nil: null }),
   })
   .map((r) => ({
     id: r.id,
@@ -44,7 +48,7 @@ const executionArb: fc.Arbitrary<ExecutionWrite> = fc
     contextHash: r.contextHash,
     context: { principal: 'p' },
     startedUs: r.startedUs,
-    endedUs: r.startedUs + r.durationUs,
+    endedUs: Number.isFinite(r.startedUs + r.durationUs) ? r.startedUs + r.durationUs : r.startedUs,
     status: r.errorHash === null ? ('ok' as const) : ('failed' as const),
     errorHash: r.errorHash,
     nondeterminismHash: r.nondeterminismHash,
@@ -59,7 +63,7 @@ function pack(executions: ExecutionWrite[]) {
 }
 
 describe('packed batches', () => {
-  it('carry every field through, with the canonical record hash', () => {
+  it('carry every field through, with the canonical record hash computed from the packed bytes', () => {
     fc.assert(
       fc.property(fc.array(executionArb, { minLength: 1, maxLength: 5 }), (executions) => {
         const batch = pack(executions);
@@ -130,6 +134,10 @@ describe('packed batches', () => {
     const upper = `sha256:${'A'.repeat(64)}` as ContentHash;
     expect(() => unpackBatch(pack([{ ...e, outputHash: upper }]))).toThrow(/output hash is not valid/);
     expect(() => pack([{ ...e, paramsHash: 'sha256:abc' as ContentHash }])).toThrow(/params hash is not a content hash/);
+    // What the packed form could not carry exactly is refused when added, before any hash is made.
+    expect(() => pack([{ ...e, inputEncodings: [] }])).toThrow(/one encoding per input/);
+    expect(() => pack([{ ...e, outputEncoding: 'text' as 'json' }])).toThrow(/one encoding per input, each 'json' or 'bytes'/);
+    expect(() => pack([{ ...e, status: 'maybe' as 'ok' }])).toThrow(/status must be 'ok' or 'failed'/);
     const badId = `${e.id.slice(0, 35)}x`;
     expect(() => unpackBatch(pack([{ ...e, id: badId }]))).toThrow(/execution id is not valid/);
   });

@@ -2,28 +2,38 @@
  * The embedded store's values (blobs), on one SQLite connection.
  *
  * Rows are appended to `blob_rows` in insertion order and never updated. A value is found by its
- * digest through two indexes, `blob_recent` and `blob_index` (digest → row):
- * - a new value's digest goes into `blob_recent`, a small tree whose pages stay few and hot;
- * - once `blob_recent` holds {@link MERGE_AT} digests, they move to `blob_index` in one
- *   transaction, in digest order.
+ * digest through two indexes, `blob_recent` and `blob_index`, keyed by the digest's first 8 bytes
+ * (`k`, then the row):
+ * - a new value's key goes into `blob_recent`, a small tree whose pages stay few and hot;
+ * - once `blob_recent` holds {@link MERGE_AT} keys, they move to `blob_index` in one transaction,
+ *   in key order.
  * Why: digests are random, so every insert into one large index lands on a random page, and each
  * commit writes every page it touched. With one index, the bytes written per value grew with the
  * store (2.8 KB per execution at 100,000 records, 11 KB at 500,000, and capture slowed from 34,000
  * to 19,600 executions/s); moved in bulk, each page of the large index is written once per merge.
- * Every digest is in exactly one of the two indexes (the merge moves them in one transaction).
- * The view `blobs` shows them as one table, for reading.
+ * Why 8 bytes: an entry a quarter the size of a whole digest means a quarter of the pages to touch
+ * and write per commit (a value's insert cost 8.1 µs with 32-byte keys, 5.6 µs with these). Two
+ * digests can share a prefix, so a lookup also compares the whole digest in `blob_rows`; key order
+ * is digest order, so paging in digest order still walks the indexes.
+ * Every value's row is in exactly one of the two indexes (the merge moves them in one
+ * transaction). The view `blobs` shows them as one table, for reading.
  */
 import type Database from 'better-sqlite3';
 
 /** Digests kept in `blob_recent` before they move to `blob_index`. */
 export const MERGE_AT = 100_000;
 
-/** The row of a digest, whichever index holds it (the digest is bound twice: positional parameters allocate nothing per call). */
-const SEQ_OF = '(SELECT seq FROM blob_recent WHERE hash = ? UNION ALL SELECT seq FROM blob_index WHERE hash = ? LIMIT 1)';
+/** The rows in `index` whose digest is `expr`. */
+function rowsIn(index: 'blob_recent' | 'blob_index', expr: string): string {
+  return `SELECT r.seq FROM ${index} i JOIN blob_rows r ON r.seq = i.seq WHERE i.k = substr(${expr}, 1, 8) AND r.hash = ${expr}`;
+}
+
+/** The row of a digest, whichever index holds it (the digest is bound four times: positional parameters allocate nothing per call). */
+const SEQ_OF = `(${rowsIn('blob_recent', '?')} UNION ALL ${rowsIn('blob_index', '?')} LIMIT 1)`;
 
 /** SQL that is true when the value with digest `expr` is stored (`@hash`: bind `{ hash }`). */
 export function blobStoredSql(expr: string): string {
-  return `(EXISTS (SELECT 1 FROM blob_recent WHERE hash = ${expr}) OR EXISTS (SELECT 1 FROM blob_index WHERE hash = ${expr}))`;
+  return `(EXISTS (${rowsIn('blob_recent', expr)}) OR EXISTS (${rowsIn('blob_index', expr)}))`;
 }
 
 /** The blob statements of one connection. Writes must run inside the caller's transaction. */
@@ -41,14 +51,19 @@ export class BlobTable {
       stat: db.prepare(`SELECT size, location FROM blob_rows WHERE seq = ${SEQ_OF}`),
       get: db.prepare(`SELECT location, bytes FROM blob_rows WHERE seq = ${SEQ_OF}`),
       insertRow: db.prepare('INSERT INTO blob_rows (hash, size, location, bytes) VALUES (?, ?, ?, ?)'),
-      insertRecent: db.prepare('INSERT INTO blob_recent (hash, seq) VALUES (?, ?)'),
+      insertRecent: db.prepare('INSERT INTO blob_recent (k, seq) VALUES (substr(?, 1, 8), ?)'),
       deleteRow: db.prepare('DELETE FROM blob_rows WHERE seq = ?'),
-      deleteRecent: db.prepare('DELETE FROM blob_recent WHERE hash = ?'),
-      deleteIndexed: db.prepare('DELETE FROM blob_index WHERE hash = ?'),
-      listIndexed: db.prepare('SELECT i.hash, r.size FROM blob_index i JOIN blob_rows r ON r.seq = i.seq WHERE i.hash > ? ORDER BY i.hash LIMIT ?'),
-      listRecent: db.prepare('SELECT i.hash, r.size FROM blob_recent i JOIN blob_rows r ON r.seq = i.seq WHERE i.hash > ? ORDER BY i.hash LIMIT ?'),
+      deleteRecent: db.prepare('DELETE FROM blob_recent WHERE k = substr(?, 1, 8) AND seq = ?'),
+      deleteIndexed: db.prepare('DELETE FROM blob_index WHERE k = substr(?, 1, 8) AND seq = ?'),
+      // (k, hash) order is digest order; a page starts at the prefix of `after` and ends early.
+      listIndexed: db.prepare(
+        'SELECT r.hash, r.size FROM blob_index i JOIN blob_rows r ON r.seq = i.seq WHERE i.k >= ? AND r.hash > ? ORDER BY i.k, r.hash LIMIT ?',
+      ),
+      listRecent: db.prepare(
+        'SELECT r.hash, r.size FROM blob_recent i JOIN blob_rows r ON r.seq = i.seq WHERE i.k >= ? AND r.hash > ? ORDER BY i.k, r.hash LIMIT ?',
+      ),
       countRecent: db.prepare('SELECT count(*) FROM blob_recent').pluck(),
-      moveRecent: db.prepare('INSERT INTO blob_index (hash, seq) SELECT hash, seq FROM blob_recent ORDER BY hash'),
+      moveRecent: db.prepare('INSERT INTO blob_index (k, seq) SELECT k, seq FROM blob_recent ORDER BY k, seq'),
       clearRecent: db.prepare('DELETE FROM blob_recent'),
       count: db.prepare('SELECT count(*) AS n, coalesce(sum(size), 0) AS bytes FROM blob_rows'),
     };
@@ -57,7 +72,7 @@ export class BlobTable {
   /** Store a value unless its digest is already stored; true when it was new. */
   insert(digest: Uint8Array, size: number, location: number, bytes: Uint8Array | null): boolean {
     const s = this.#stmt;
-    if (s.seq.get(digest, digest) !== null) return false;
+    if (s.seq.get(digest, digest, digest, digest) !== null) return false;
     const seq = s.insertRow.run(digest, size, location, bytes).lastInsertRowid;
     s.insertRecent.run(digest, seq);
     this.#recent++;
@@ -66,28 +81,30 @@ export class BlobTable {
 
   /** Size and location (0 inline, 1 file) of a stored value. */
   stat(digest: Uint8Array): { size: number; location: number } | undefined {
-    return this.#stmt.stat.get(digest, digest) as { size: number; location: number } | undefined;
+    return this.#stmt.stat.get(digest, digest, digest, digest) as { size: number; location: number } | undefined;
   }
 
   /** Location and inline bytes of a stored value. */
   get(digest: Uint8Array): { location: number; bytes: Buffer | null } | undefined {
-    return this.#stmt.get.get(digest, digest) as { location: number; bytes: Buffer | null } | undefined;
+    return this.#stmt.get.get(digest, digest, digest, digest) as { location: number; bytes: Buffer | null } | undefined;
   }
 
   /** Remove a value's row and its digest (dropping values no one needs, repairing a damaged one). */
   delete(digest: Uint8Array): void {
     const s = this.#stmt;
-    const seq = s.seq.get(digest, digest) as number | null;
+    const seq = s.seq.get(digest, digest, digest, digest) as number | null;
     if (seq === null) return;
+    s.deleteRecent.run(digest, seq);
+    s.deleteIndexed.run(digest, seq);
     s.deleteRow.run(seq);
-    s.deleteRecent.run(digest);
-    s.deleteIndexed.run(digest);
   }
 
   /** Digests and sizes in digest order, after `after`, at most `limit`. */
   list(after: Uint8Array, limit: number): { hash: Buffer; size: number }[] {
-    const a = this.#stmt.listIndexed.all(after, limit) as { hash: Buffer; size: number }[];
-    const b = this.#stmt.listRecent.all(after, limit) as { hash: Buffer; size: number }[];
+    // The key bound from JavaScript: SQLite's substr() of an empty blob is NULL.
+    const k = after.subarray(0, 8);
+    const a = this.#stmt.listIndexed.all(k, after, limit) as { hash: Buffer; size: number }[];
+    const b = this.#stmt.listRecent.all(k, after, limit) as { hash: Buffer; size: number }[];
     return [...a, ...b].sort((x, y) => Buffer.compare(x.hash, y.hash)).slice(0, limit);
   }
 

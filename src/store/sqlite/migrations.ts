@@ -350,6 +350,28 @@ CREATE VIEW blobs (seq, hash, size, location, bytes) AS
   SELECT r.seq, r.hash, r.size, r.location, r.bytes FROM blob_recent i JOIN blob_rows r ON r.seq = i.seq;
 `,
   },
+  {
+    version: 9,
+    name: 'value indexes keyed by the first 8 bytes of the digest',
+    sql: `
+-- Entries a quarter the size: fewer pages to touch and write per commit, cheaper comparisons.
+-- Two digests may share a prefix: the full digest is in blob_rows. See blob-table.ts.
+DROP VIEW blobs;
+CREATE TABLE blob_index_new (k BLOB NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (k, seq)) WITHOUT ROWID;
+INSERT INTO blob_index_new (k, seq) SELECT substr(hash, 1, 8), seq FROM blob_index ORDER BY hash;
+CREATE TABLE blob_recent_new (k BLOB NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (k, seq)) WITHOUT ROWID;
+INSERT INTO blob_recent_new (k, seq) SELECT substr(hash, 1, 8), seq FROM blob_recent ORDER BY hash;
+DROP TABLE blob_index;
+DROP TABLE blob_recent;
+ALTER TABLE blob_index_new RENAME TO blob_index;
+ALTER TABLE blob_recent_new RENAME TO blob_recent;
+-- Every value's row is in exactly one of the two indexes.
+CREATE VIEW blobs (seq, hash, size, location, bytes) AS
+  SELECT r.seq, r.hash, r.size, r.location, r.bytes FROM blob_index i JOIN blob_rows r ON r.seq = i.seq
+  UNION ALL
+  SELECT r.seq, r.hash, r.size, r.location, r.bytes FROM blob_recent i JOIN blob_rows r ON r.seq = i.seq;
+`,
+  },
 ];
 
 /** The newest schema version this code knows. */

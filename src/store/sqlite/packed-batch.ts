@@ -2,9 +2,11 @@
  * A batch of executions and values packed into one binary buffer, so that it can be handed to the
  * writer thread by transfer (no copy, no structured clone of thousands of small objects).
  *
- * The capture thread computes each execution's record hash and copies: hashes and ids go in as
- * their text (Latin-1 bytes). The writer thread decodes and validates them and inserts. That
- * splits the per-execution work between the two cores.
+ * The capture thread copies: hashes and ids go in as their text (Latin-1 bytes). The writer thread
+ * decodes and validates them, computes each execution's record hash from those same bytes
+ * ({@link RecordHasher}), and inserts. That splits the per-execution work between the two cores:
+ * the record hash, built as a JavaScript string on the capture thread, cost it a quarter of its
+ * time (5.5 of 21 µs per execution); from the packed bytes it costs the writer much less.
  *
  * Layout (little endian). Strings that repeat (run ids, step keys, contexts, stream ids) go in a
  * small dictionary sent beside it; three buffers hold the sections (their counts beside them):
@@ -13,12 +15,12 @@
  *                u16 context f64 startedUs f64 endedUs u8 status u8 hasError [hash]
  *                u8 hasNondeterminism [hash]
  *                u8 anyBytes [u8·(1+n): output, inputs; 1 = raw bytes] i32 stream
- *                f64 offset (NaN = none) hash(record)
+ *                f64 offset (NaN = none)
  *   deadLetters: u32 executionIndex u16 reasonIndex
  */
 import { ProvenantError } from '../../errors.js';
-import { executionRecordHash } from '../../hash/record-hash.js';
-import type { ValueEncoding } from '../../hash/canonical.js';
+import { RECORD_FORMAT } from '../../hash/record-hash.js';
+import { sha256Bytes, type ValueEncoding } from '../../hash/canonical.js';
 import type { AddValueOptions } from '../store.js';
 import type { CheckpointTransition, ExecutionBatch, ExecutionContext, ExecutionWrite, ValueWrite } from '../records.js';
 
@@ -245,6 +247,13 @@ export class PackedBatchBuilder {
   addExecution(e: ExecutionWrite): void {
     const w = this.#executions;
     const start = w.off;
+    // What the packed form cannot carry exactly, the record hash could not cover: refuse it.
+    if (e.inputEncodings.length !== e.inputHashes.length || !isEncoding(e.outputEncoding) || !e.inputEncodings.every(isEncoding)) {
+      throw new ProvenantError('INPUT_INVALID', `execution ${e.id}: one encoding per input, each 'json' or 'bytes', is required`, { context: { executionId: e.id } });
+    }
+    if (e.status !== 'ok' && e.status !== 'failed') {
+      throw new ProvenantError('INPUT_INVALID', `execution ${e.id}: status must be 'ok' or 'failed', not ${String(e.status)}`, { context: { executionId: e.id } });
+    }
     try {
       w.uuid(e.id);
       w.u16(this.#runIndex(e.runId));
@@ -271,7 +280,6 @@ export class PackedBatchBuilder {
       if (encodings !== null) w.bytes(encodings);
       w.i32(e.streamId === null ? -1 : this.#streamIndex(e.streamId));
       w.f64(e.offset === null ? Number.NaN : e.offset);
-      w.hash(executionRecordHash(e), 'record hash');
     } catch (err) {
       w.off = start; // a refused execution leaves nothing behind
       throw err;
@@ -314,6 +322,10 @@ export class PackedBatchBuilder {
   get sizes(): PackedSizeHint {
     return { values: this.#values.off, executions: this.#executions.off };
   }
+}
+
+function isEncoding(e: string): e is ValueEncoding {
+  return e === 'json' || e === 'bytes';
 }
 
 /** Pack a whole batch at once (see {@link PackedBatchBuilder}). */
@@ -391,6 +403,174 @@ function hexNibble(c: number): number {
   return HEX[c] as number;
 }
 
+
+/** Where the fields of one packed execution are (text offsets in the section, or -1), and its numbers. */
+interface PackedFields {
+  readonly idAt: number;
+  readonly run: number;
+  readonly step: number;
+  readonly nInputs: number;
+  readonly inputsAt: number;
+  readonly outputAt: number;
+  readonly paramsAt: number;
+  readonly context: number;
+  readonly startedUs: number;
+  readonly endedUs: number;
+  readonly status: number;
+  readonly errorAt: number;
+  readonly nondeterminismAt: number;
+  readonly encodings: Buffer | null;
+  readonly stream: number;
+  readonly offset: number | null;
+}
+
+const utf8 = (text: string): Buffer => Buffer.from(text, 'utf8');
+const NULL = ascii('null');
+const QUOTE = ascii('"');
+const COMMA = ascii(',');
+const COMMA_QUOTE = ascii(',"');
+const JSON_ENC = ascii('"json"');
+const BYTES_ENC = ascii('"bytes"');
+const OK = ascii('"ok"');
+const FAILED = ascii('"failed"');
+const K_ERROR = ascii(',"errorHash":');
+const K_INPUT_ENCODINGS = ascii('","inputEncodings":[');
+const K_INPUT_HASHES = ascii('],"inputHashes":[');
+const K_NONDETERMINISM = ascii('],"nondeterminismHash":');
+const K_OFFSET = ascii(',"offset":');
+const K_OUTPUT_ENCODING = ascii(',"outputEncoding":');
+const K_OUTPUT = ascii(',"outputHash":');
+const K_PARAMS = ascii(',"paramsHash":"');
+const K_STATUS = ascii(',"status":');
+
+/**
+ * The record hash of packed executions (record-hash.ts, format 1): SHA-256 of the RFC 8785 text
+ * of `canonicalRecord`, written as bytes straight from the packed batch — hashes and ids are
+ * already their JSON text there, and the strings of the dictionary are quoted once per batch.
+ * Keys in RFC 8785 order: contextHash endedUs errorHash functionId functionVersionHash id
+ * inputEncodings inputHashes nondeterminismHash offset outputEncoding outputHash paramsHash runId
+ * startedUs status streamId v. A test holds it equal to `executionRecordHash` (the definition).
+ */
+class RecordHasher {
+  #out = Buffer.allocUnsafe(2048);
+  #p = 0;
+  /** `{"contextHash":"…","endedUs":` per context. */
+  readonly #contexts: Buffer[];
+  /** `,"functionId":…,"functionVersionHash":"…","id":"` per step. */
+  readonly #steps: Buffer[];
+  /** `,"runId":"…","startedUs":` per run. */
+  readonly #runs: Buffer[];
+  /** `,"streamId":…,"v":1}` per stream, then for none. */
+  readonly #streams: Buffer[];
+  readonly #noStream = utf8(`,"streamId":null,"v":${RECORD_FORMAT}}`);
+
+  constructor(d: PackedDictionary) {
+    const q = (text: string): string => JSON.stringify(text);
+    this.#contexts = d.contexts.map(([hash]) => utf8(`{"contextHash":${q(hash)},"endedUs":`));
+    this.#steps = d.steps.map(([step, version]) => utf8(`,"functionId":${q(step)},"functionVersionHash":${q(version)},"id":"`));
+    this.#runs = d.runs.map((run) => utf8(`,"runId":${q(run)},"startedUs":`));
+    this.#streams = d.streams.map((stream) => utf8(`,"streamId":${q(stream)},"v":${RECORD_FORMAT}}`));
+  }
+
+  /** The 32-byte record hash of the execution whose fields are at `f` in `b`. */
+  hash(b: Buffer, f: PackedFields): Buffer {
+    this.#p = 0;
+    this.#put(this.#contexts[f.context] as Buffer);
+    this.#number(f.endedUs);
+    this.#put(K_ERROR);
+    this.#quotedHashOrNull(b, f.errorAt);
+    this.#put(this.#steps[f.step] as Buffer);
+    this.#copy(b, f.idAt, UUID_TEXT);
+    this.#put(K_INPUT_ENCODINGS);
+    for (let k = 0; k < f.nInputs; k++) {
+      if (k > 0) this.#put(COMMA);
+      this.#put(f.encodings !== null && f.encodings[k + 1] === 1 ? BYTES_ENC : JSON_ENC);
+    }
+    this.#put(K_INPUT_HASHES);
+    for (let k = 0; k < f.nInputs; k++) {
+      this.#put(k === 0 ? QUOTE : COMMA_QUOTE);
+      this.#copy(b, f.inputsAt + k * HASH_TEXT, HASH_TEXT);
+      this.#put(QUOTE);
+    }
+    this.#put(K_NONDETERMINISM);
+    this.#quotedHashOrNull(b, f.nondeterminismAt);
+    this.#put(K_OFFSET);
+    if (f.offset === null) this.#put(NULL);
+    else this.#number(f.offset);
+    this.#put(K_OUTPUT_ENCODING);
+    this.#put(f.encodings !== null && f.encodings[0] === 1 ? BYTES_ENC : JSON_ENC);
+    this.#put(K_OUTPUT);
+    this.#quotedHashOrNull(b, f.outputAt);
+    this.#put(K_PARAMS);
+    this.#copy(b, f.paramsAt, HASH_TEXT);
+    this.#put(QUOTE);
+    this.#put(this.#runs[f.run] as Buffer);
+    this.#number(f.startedUs);
+    this.#put(K_STATUS);
+    this.#put(f.status === 0 ? OK : FAILED);
+    this.#put(f.stream < 0 ? this.#noStream : (this.#streams[f.stream] as Buffer));
+    return sha256Bytes(this.#out.subarray(0, this.#p));
+  }
+
+  #ensure(n: number): void {
+    if (this.#p + n <= this.#out.length) return;
+    const next = Buffer.allocUnsafe(Math.max(this.#out.length * 2, this.#p + n));
+    this.#out.copy(next, 0, 0, this.#p);
+    this.#out = next;
+  }
+
+  #put(bytes: Buffer): void {
+    this.#ensure(bytes.length);
+    this.#out.set(bytes, this.#p);
+    this.#p += bytes.length;
+  }
+
+  /** Copy ASCII text from the packed batch (a short loop: no view allocated per copy). */
+  #copy(b: Buffer, at: number, length: number): void {
+    this.#ensure(length);
+    const out = this.#out;
+    let p = this.#p;
+    for (let i = at, end = at + length; i < end; i++) out[p++] = b[i] as number;
+    this.#p = p;
+  }
+
+  #quotedHashOrNull(b: Buffer, at: number): void {
+    if (at < 0) {
+      this.#put(NULL);
+      return;
+    }
+    this.#put(QUOTE);
+    this.#copy(b, at, HASH_TEXT);
+    this.#put(QUOTE);
+  }
+
+  /** ECMAScript's shortest form of a finite number (RFC 8785): digits written directly for safe integers. */
+  #number(n: number): void {
+    if (!Number.isSafeInteger(n)) {
+      const text = String(n);
+      this.#ensure(text.length);
+      this.#p += this.#out.write(text, this.#p, 'latin1');
+      return;
+    }
+    this.#ensure(17);
+    const out = this.#out;
+    if (n < 0) {
+      out[this.#p++] = 45; // -
+      n = -n;
+    }
+    let digits = 1;
+    for (let x = n; x >= 10; x = Math.floor(x / 10)) digits++;
+    let p = this.#p + digits;
+    this.#p = p;
+    do {
+      const q = Math.floor(n / 10);
+      out[--p] = 48 + (n - q * 10);
+      n = q;
+    } while (n > 0);
+  }
+}
+
+
 /**
  * Read a packed batch back: every id and hash is validated as it is decoded.
  * @throws ProvenantError INPUT_INVALID naming the malformed id, hash or string.
@@ -449,7 +629,7 @@ export function unpackBatch(batch: PackedBatch): {
     if (k !== 16) invalid('execution id', start, UUID_TEXT);
     return out;
   };
-  for (const text of [...d.runs, ...d.steps.flat(), ...d.streams]) {
+  for (const text of [...d.runs, ...d.steps.flat(), ...d.streams, ...d.contexts.map(([h]) => h)]) {
     if (!text.isWellFormed()) throw new ProvenantError('INPUT_INVALID', 'an id has a lone surrogate', { context: { value: text } });
   }
   const values: PackedValue[] = [];
@@ -471,22 +651,27 @@ export function unpackBatch(batch: PackedBatch): {
   const executions: PackedExecution[] = [];
   b = view(executionSection);
   o = 0;
+  const hasher = new RecordHasher(d);
   const nExec = executionSection.count;
   for (let i = 0; i < nExec; i++) {
+    const idAt = o;
     const id = uuidAt(o);
     o += UUID_TEXT;
     const run = b.readUInt16LE(o);
     const step = b.readUInt16LE(o + 2);
     const nInputs = b.readUInt32LE(o + 4);
     o += 8;
+    const inputsAt = o;
     const inputs = Buffer.allocUnsafe(32 * nInputs);
     for (let k = 0; k < nInputs; k++) {
       digestAt(o, 'input hash').copy(inputs, 32 * k);
       o += HASH_TEXT;
     }
     const hasOutput = b[o++] === 1;
+    const outputAt = hasOutput ? o : -1;
     const output = hasOutput ? digestAt(o, 'output hash') : null;
     if (hasOutput) o += HASH_TEXT;
+    const paramsAt = o;
     const params = digestAt(o, 'params hash');
     o += HASH_TEXT;
     const context = b.readUInt16LE(o);
@@ -495,9 +680,11 @@ export function unpackBatch(batch: PackedBatch): {
     const status = b[o + 18] as number;
     const hasError = b[o + 19] === 1;
     o += 20;
+    const errorAt = hasError ? o : -1;
     const error = hasError ? digestAt(o, 'error hash') : null;
     if (hasError) o += HASH_TEXT;
     const hasNondeterminism = b[o++] === 1;
+    const nondeterminismAt = hasNondeterminism ? o : -1;
     const nondeterminism = hasNondeterminism ? digestAt(o, 'nondeterminism hash') : null;
     if (hasNondeterminism) o += HASH_TEXT;
     const anyBytes = b[o++] === 1;
@@ -507,17 +694,30 @@ export function unpackBatch(batch: PackedBatch): {
     const rawOffset = b.readDoubleLE(o + 4);
     o += 12;
     const offset = Number.isNaN(rawOffset) ? null : rawOffset;
-    const stepEntry = d.steps[step];
-    const runId = d.runs[run];
-    const contextEntry = d.contexts[context];
-    if (stepEntry === undefined || runId === undefined || contextEntry === undefined || (stream >= 0 && d.streams[stream] === undefined)) {
+    if (step >= d.steps.length || run >= d.runs.length || context >= d.contexts.length || stream >= d.streams.length || stream < -1) {
       throw new ProvenantError('INPUT_INVALID', 'a packed execution refers outside its dictionary', {});
     }
-    if (!Number.isFinite(startedUs) || !Number.isFinite(endedUs) || (offset !== null && !Number.isFinite(offset))) {
+    if (!Number.isFinite(startedUs) || !Number.isFinite(endedUs) || (offset !== null && !Number.isFinite(offset)) || status > 1) {
       throw new ProvenantError('INPUT_INVALID', 'an execution time or offset is not a finite number', {});
     }
-    const recordHash = digestAt(o, 'record hash');
-    o += HASH_TEXT;
+    const recordHash = hasher.hash(b, {
+      idAt,
+      run,
+      step,
+      nInputs,
+      inputsAt,
+      outputAt,
+      paramsAt,
+      context,
+      startedUs,
+      endedUs,
+      status,
+      errorAt,
+      nondeterminismAt,
+      encodings,
+      stream,
+      offset,
+    });
 
     executions.push({
       id,
