@@ -8,6 +8,7 @@
  * sink's position, and a crashed run resumes from its last COMPLETE one ({@link resumePipeline}).
  */
 import { isAbsolute, resolve } from 'node:path';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { inspect } from 'node:util';
 import { ProvenantError, errorMessage } from '../errors.js';
 import { encodeValue, hashValue, type EncodedValue, type JsonValue } from '../hash/canonical.js';
@@ -394,6 +395,9 @@ interface DriveContext {
 }
 
 /** The record loop shared by fresh and resumed runs. */
+/** How long capture runs before it lets the event loop take a turn (store I/O, timers). */
+const EVENT_LOOP_TURN_MS = 2;
+
 async function drive(c: DriveContext): Promise<PipelineResult> {
   const { run, steps, states, streamId, sink, checkpointer: cp, options } = c;
   const started = Date.now();
@@ -405,8 +409,16 @@ async function drive(c: DriveContext): Promise<PipelineResult> {
   let executions = 0;
   let failed = 0;
   const progress = (): PipelineProgress => ({ records: count, executions, failed, checkpoints: cp?.closed ?? 0, elapsedMs: Date.now() - started });
+  let lastTurn = performance.now();
   try {
     for await (const item of c.records) {
+      // Synchronous steps over an in-memory or buffered source never leave the microtask queue, so
+      // the store's I/O (PostgreSQL replies, the writer thread's acknowledgements) would wait for
+      // the next backpressure stall: a batch's commit then advanced one round trip per stall.
+      if ((count & 63) === 0 && performance.now() - lastTurn >= EVENT_LOOP_TURN_MS) {
+        await nextTurn();
+        lastTurn = performance.now();
+      }
       if (isIdleTick(item)) {
         if (cp?.due() === true) await cp.close('COMPLETE', null, true);
         continue;
