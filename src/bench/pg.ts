@@ -48,6 +48,17 @@ async function dropSchemas(schemas: string[]): Promise<void> {
   }
 }
 
+/**
+ * The Node flags of the CLI's `#!/usr/bin/env -S node …` line: workers are started with them, as
+ * `provenant worker` runs (without them, V8's smaller young generation costs a worker about 12 %
+ * more CPU per record).
+ */
+function nodeFlagsOf(cli: string): string[] {
+  const first = readFileSync(cli, 'utf8').split('\n', 1)[0] ?? '';
+  const m = /^#!.*\bnode\b(.*)$/.exec(first);
+  return m === null ? [] : (m[1] ?? '').trim().split(/\s+/).filter((f) => f.startsWith('--'));
+}
+
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
   const mid = Math.floor(s.length / 2);
@@ -130,7 +141,7 @@ export async function benchPostgres(allRecords: SourceRecord[], twoSteps: Loaded
       await Promise.all(
         Array.from({ length: n }, () =>
           new Promise<void>((resolve, reject) => {
-            const child = spawn(process.execPath, [cli, 'worker', fullPipelineFile, '--store', url, '--stream', stream, '--nats', NATS_URL, '--segment-size', String(segmentSize), '--state', 'segment', '--drain', '--quiet', '--json'], {
+            const child = spawn(process.execPath, [...nodeFlagsOf(cli), cli, 'worker', fullPipelineFile, '--store', url, '--stream', stream, '--nats', NATS_URL, '--segment-size', String(segmentSize), '--state', 'segment', '--drain', '--quiet', '--json'], {
               stdio: ['ignore', 'ignore', 'pipe'],
             });
             let err = '';
@@ -160,7 +171,7 @@ export async function benchPostgres(allRecords: SourceRecord[], twoSteps: Loaded
     }
     workerRates.get(4)?.push(await runWorkers(4));
     const perWorkers = new Map([...workerRates].map(([n, xs]) => [n, median(xs)]));
-    const common = `${workerRecords.length} flights-3m.parquet records published to JetStream, example flights pipeline (3 steps), segments of ${segmentSize} records (one checkpoint each, Merkle log and signed heads included; --state segment: routeStats per segment, segments in parallel), into PostgreSQL; wall time incl. process start`;
+    const common = `${workerRecords.length} flights-3m.parquet records published to JetStream, example flights pipeline (3 steps), segments of ${segmentSize} records (one checkpoint each, Merkle log and signed heads included; --state segment: routeStats per segment, segments in parallel), into PostgreSQL; workers run as \`provenant worker\` runs (node ${nodeFlagsOf(cli).join(' ')}); wall time incl. process start`;
     for (const n of [1, 2, 4]) {
       const xs = workerRates.get(n) ?? [];
       results.push({
