@@ -162,9 +162,9 @@ export async function benchPostgres(allRecords: SourceRecord[], twoSteps: Loaded
       if (row !== undefined) spans.get(n)?.push(workerRecords.length / ((row.last - row.first) / 1e6));
       return workerRecords.length / seconds;
     };
-    // One and two workers alternate for a few rounds (this machine's speed drifts from minute to
-    // minute, and a single pair of runs gave anything from 1.1x to 1.5x); medians are reported.
-    const rounds = Number(process.env.BENCH_PG_ROUNDS ?? 3);
+    // One and two workers alternate for five rounds (this machine's speed drifts from minute to
+    // minute: single pairs gave 1.34x to 1.72x within one bench run); medians are reported.
+    const rounds = Number(process.env.BENCH_PG_ROUNDS ?? 5);
     const workerRates = new Map<number, number[]>([[1, []], [2, []], [4, []]]);
     for (let round = 0; round < rounds; round++) {
       for (const n of [1, 2]) workerRates.get(n)?.push(await runWorkers(n));

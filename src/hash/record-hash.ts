@@ -5,7 +5,10 @@
  * (a later part) chains these hashes.
  *
  * Format version 1. If the recorded fields ever change, add version 2 beside it and keep
- * verifying version-1 records with this function: old stores must still verify.
+ * verifying version-1 records with this function: old stores must still verify. The embedded
+ * store's writer thread writes the same text from its packed batches (`RecordHasher` in
+ * src/store/sqlite/packed-batch.ts; test/store/packed-batch.test.ts holds the two equal): a new
+ * format needs it there too.
  */
 import { canonicalize, sha256, type ContentHash, type JsonValue } from './canonical.js';
 import type { CheckpointBegin, CheckpointEnd, ExecutionRecord, ObjectVersionRecord } from '../store/records.js';
