@@ -15,6 +15,20 @@ import { MIGRATIONS } from '../../src/store/sqlite/migrations.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { makeTempDir } from '../helpers/temp.js';
 
+/** A new store's database with the store's own migrations applied up to `version`, as an older Provenant left it. */
+function storeAtSchema(version: number): { dir: string; db: Database.Database } {
+  const dir = makeTempDir();
+  const db = new Database(join(dir, 'provenant.db'));
+  db.pragma('journal_mode = WAL');
+  db.exec('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied INTEGER NOT NULL)');
+  for (const m of MIGRATIONS.filter((m) => m.version <= version)) {
+    db.exec(m.sql);
+    m.after?.(db);
+    db.prepare('INSERT INTO schema_migrations (version, name, applied) VALUES (?, ?, ?)').run(m.version, m.name, Date.now());
+  }
+  return { dir, db };
+}
+
 const digest = (b: Buffer): Buffer => createHash('sha256').update(b).digest();
 const value = (i: number): Buffer => Buffer.from(JSON.stringify({ n: i, text: `value ${i}` }));
 
@@ -75,15 +89,7 @@ it('values stay findable while their digests move from the recent index to the m
 });
 
 it('a store made before migration 8 keeps its values: readable, listed, not stored twice', async () => {
-  const dir = makeTempDir();
-  const db = new Database(join(dir, 'provenant.db'));
-  db.pragma('journal_mode = WAL');
-  db.exec('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied INTEGER NOT NULL)');
-  for (const m of MIGRATIONS.filter((m) => m.version <= 7)) {
-    db.exec(m.sql);
-    m.after?.(db);
-    db.prepare('INSERT INTO schema_migrations (version, name, applied) VALUES (?, ?, ?)').run(m.version, m.name, Date.now());
-  }
+  const { dir, db } = storeAtSchema(7);
   const old = [0, 1, 2, 3, 4].map(value);
   for (const v of old) db.prepare('INSERT INTO blobs (hash, size, location, bytes) VALUES (?, ?, 0, ?)').run(digest(v), v.length, v);
   db.close();
@@ -134,15 +140,7 @@ it('digests that share their first 8 bytes (the index key) are stored, found, li
 });
 
 it('a store made at schema 8 (indexes keyed by whole digests) keeps every value after migration 9', async () => {
-  const dir = makeTempDir();
-  const db = new Database(join(dir, 'provenant.db'));
-  db.pragma('journal_mode = WAL');
-  db.exec('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied INTEGER NOT NULL)');
-  for (const m of MIGRATIONS.filter((m) => m.version <= 8)) {
-    db.exec(m.sql);
-    m.after?.(db);
-    db.prepare('INSERT INTO schema_migrations (version, name, applied) VALUES (?, ?, ?)').run(m.version, m.name, Date.now());
-  }
+  const { dir, db } = storeAtSchema(8);
   const old = [0, 1, 2, 3, 4, 5].map(value);
   old.forEach((v, i) => {
     const seq = db.prepare('INSERT INTO blob_rows (hash, size, location, bytes) VALUES (?, ?, 0, ?)').run(digest(v), v.length, v).lastInsertRowid;
