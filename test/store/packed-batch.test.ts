@@ -138,6 +138,9 @@ describe('packed batches', () => {
     expect(() => pack([{ ...e, inputEncodings: [] }])).toThrow(/one encoding per input/);
     expect(() => pack([{ ...e, outputEncoding: 'text' as 'json' }])).toThrow(/one encoding per input, each 'json' or 'bytes'/);
     expect(() => pack([{ ...e, status: 'maybe' as 'ok' }])).toThrow(/status must be 'ok' or 'failed'/);
+    // RFC 8785 text has no form for a lone surrogate: refused at capture, not when the batch commits.
+    expect(() => pack([{ ...e, streamId: 'bad \ud800 stream' }])).toThrow(/a stream id has a lone surrogate/);
+    expect(() => pack([{ ...e, functionId: '\udc00' }])).toThrow(/a step id or version has a lone surrogate/);
     const badId = `${e.id.slice(0, 35)}x`;
     expect(() => unpackBatch(pack([{ ...e, id: badId }]))).toThrow(/execution id is not valid/);
   });

@@ -122,12 +122,19 @@ class Writer {
 const HASH_TEXT = 71;
 const UUID_TEXT = 36;
 
-function indexer<K>(list: K[], keyOf: (k: K) => string): (k: K) => number {
+/**
+ * Numbers the distinct entries of a dictionary list. Each string is checked once, when first
+ * seen: the record hash is RFC 8785 text, which has no form for a lone surrogate.
+ */
+function indexer<K>(list: K[], keyOf: (k: K) => string, what: string, strings: (k: K) => readonly string[]): (k: K) => number {
   const map = new Map<string, number>();
   return (k: K) => {
     const key = keyOf(k);
     let i = map.get(key);
     if (i === undefined) {
+      for (const text of strings(k)) {
+        if (!text.isWellFormed()) throw new ProvenantError('INPUT_INVALID', `${what} has a lone surrogate: ${JSON.stringify(text)}`, { context: { value: text } });
+      }
       i = list.length;
       list.push(k);
       map.set(key, i);
@@ -144,11 +151,11 @@ function indexer<K>(list: K[], keyOf: (k: K) => string): (k: K) => number {
  */
 export class PackedBatchBuilder {
   readonly #dictionary: PackedDictionary = { runs: [], steps: [], contexts: [], streams: [], reasons: [] };
-  readonly #runIndex = indexer(this.#dictionary.runs, (r) => r);
-  readonly #stepIndex = indexer(this.#dictionary.steps, ([s, v]) => `${s}\u0000${v}`);
-  readonly #contextIndex = indexer(this.#dictionary.contexts, ([h]) => h);
-  readonly #streamIndex = indexer(this.#dictionary.streams, (s) => s);
-  readonly #reasonIndex = indexer(this.#dictionary.reasons, (r) => r);
+  readonly #runIndex = indexer(this.#dictionary.runs, (r) => r, 'a run id', (r) => [r]);
+  readonly #stepIndex = indexer(this.#dictionary.steps, ([s, v]) => `${s}\u0000${v}`, 'a step id or version', (sv) => sv);
+  readonly #contextIndex = indexer(this.#dictionary.contexts, ([h]) => h, 'a context hash', ([h]) => [h]);
+  readonly #streamIndex = indexer(this.#dictionary.streams, (s) => s, 'a stream id', (s) => [s]);
+  readonly #reasonIndex = indexer(this.#dictionary.reasons, (r) => r, 'a dead-letter reason', () => []);
   readonly #values: Writer;
   readonly #executions: Writer;
   readonly #dead = new Writer(64);
