@@ -394,10 +394,10 @@ interface DriveContext {
   readonly resumedFrom: string | null | undefined;
 }
 
-/** The record loop shared by fresh and resumed runs. */
 /** How long capture runs before it lets the event loop take a turn (store I/O, timers). */
 const EVENT_LOOP_TURN_MS = 2;
 
+/** The record loop shared by fresh and resumed runs. */
 async function drive(c: DriveContext): Promise<PipelineResult> {
   const { run, steps, states, streamId, sink, checkpointer: cp, options } = c;
   const started = Date.now();

@@ -31,6 +31,14 @@ function rowsIn(index: 'blob_recent' | 'blob_index', expr: string): string {
 /** The row of a digest, whichever index holds it (the digest is bound four times: positional parameters allocate nothing per call). */
 const SEQ_OF = `(${rowsIn('blob_recent', '?')} UNION ALL ${rowsIn('blob_index', '?')} LIMIT 1)`;
 
+/**
+ * A page of `index`'s digests and sizes after a digest (bind its first 8 bytes, the digest, the
+ * limit): (k, hash) order is digest order, so a page starts at the prefix and ends early.
+ */
+function pageIn(index: 'blob_recent' | 'blob_index'): string {
+  return `SELECT r.hash, r.size FROM ${index} i JOIN blob_rows r ON r.seq = i.seq WHERE i.k >= ? AND r.hash > ? ORDER BY i.k, r.hash LIMIT ?`;
+}
+
 /** SQL that is true when the value with digest `expr` is stored (`@hash`: bind `{ hash }`). */
 export function blobStoredSql(expr: string): string {
   return `(EXISTS (${rowsIn('blob_recent', expr)}) OR EXISTS (${rowsIn('blob_index', expr)}))`;
@@ -55,13 +63,8 @@ export class BlobTable {
       deleteRow: db.prepare('DELETE FROM blob_rows WHERE seq = ?'),
       deleteRecent: db.prepare('DELETE FROM blob_recent WHERE k = substr(?, 1, 8) AND seq = ?'),
       deleteIndexed: db.prepare('DELETE FROM blob_index WHERE k = substr(?, 1, 8) AND seq = ?'),
-      // (k, hash) order is digest order; a page starts at the prefix of `after` and ends early.
-      listIndexed: db.prepare(
-        'SELECT r.hash, r.size FROM blob_index i JOIN blob_rows r ON r.seq = i.seq WHERE i.k >= ? AND r.hash > ? ORDER BY i.k, r.hash LIMIT ?',
-      ),
-      listRecent: db.prepare(
-        'SELECT r.hash, r.size FROM blob_recent i JOIN blob_rows r ON r.seq = i.seq WHERE i.k >= ? AND r.hash > ? ORDER BY i.k, r.hash LIMIT ?',
-      ),
+      listIndexed: db.prepare(pageIn('blob_index')),
+      listRecent: db.prepare(pageIn('blob_recent')),
       countRecent: db.prepare('SELECT count(*) FROM blob_recent').pluck(),
       moveRecent: db.prepare('INSERT INTO blob_index (k, seq) SELECT k, seq FROM blob_recent ORDER BY k, seq'),
       clearRecent: db.prepare('DELETE FROM blob_recent'),
