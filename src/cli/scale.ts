@@ -70,6 +70,7 @@ export function addScaleCommands(program: Command): void {
     .option('--group <name>', 'workers of one group share the stream (default: the pipeline name)')
     .option('--segment-size <n>', 'offsets per segment and checkpoint (default 1000)', positiveInt('--segment-size'))
     .option('--lease <ms>', 'lease length in ms, renewed every third of it (default 30000)', positiveInt('--lease'))
+    .option('--poll <ms>', 'when idle, look for work this often in ms; other workers wake it sooner when there is some (default 500)', positiveInt('--poll'))
     .addOption(
       new Option('--state <scope>', "stateful steps' state: through the whole stream (segments in order, one at a time) or per segment (segments in parallel, each from empty state)")
         .choices(['stream', 'segment'])
@@ -81,7 +82,7 @@ export function addScaleCommands(program: Command): void {
     .action(
       async (
         pipelineFile: string,
-        opts: StoreOpts & { stream: string; nats?: string; subject?: string; group?: string; segmentSize?: number; lease?: number; state: 'stream' | 'segment'; drain?: boolean; quiet?: boolean; json?: boolean },
+        opts: StoreOpts & { stream: string; nats?: string; subject?: string; group?: string; segmentSize?: number; lease?: number; poll?: number; state: 'stream' | 'segment'; drain?: boolean; quiet?: boolean; json?: boolean },
       ) => {
         const pipeline = await loadPipelineFile(pipelineFile);
         const stop = new AbortController();
@@ -96,6 +97,7 @@ export function addScaleCommands(program: Command): void {
             ...(opts.group === undefined ? {} : { group: opts.group }),
             ...(opts.segmentSize === undefined ? {} : { segmentSize: opts.segmentSize }),
             ...(opts.lease === undefined ? {} : { leaseMs: opts.lease }),
+            ...(opts.poll === undefined ? {} : { pollMs: opts.poll }),
             state: opts.state,
             drain: opts.drain === true,
             signal: stop.signal,
@@ -106,7 +108,9 @@ export function addScaleCommands(program: Command): void {
                   ? `segment ${e.start}..${e.end}: ${count(e.records)} records, run ${e.runId ?? '-'}`
                   : e.kind === 'job'
                     ? `job ${e.jobId}: ${e.status}${e.error === undefined ? '' : ` (${e.error})`}`
-                    : `waiting ${(e.waitMs / 1000).toFixed(1)} s: ${e.reason}`;
+                    : e.kind === 'idle'
+                      ? 'idle: nothing to take; waiting for work'
+                      : `waiting ${(e.waitMs / 1000).toFixed(1)} s: ${e.reason}`;
               process.stderr.write(opts.json === true ? `${JSON.stringify(e)}\n` : `${text}\n`);
             },
           }),

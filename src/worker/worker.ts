@@ -47,6 +47,7 @@ import { PostgresStore } from '../store/postgres/postgres-store.js';
 import type { CheckpointRecord } from '../store/records.js';
 import type { Store } from '../store/store.js';
 import { whatIf } from '../whatif/whatif.js';
+import { WorkWakeup, notifyWork } from './wakeup.js';
 
 /** The server's clock in epoch microseconds (leases use one clock for every worker). */
 const NOW_US = `(extract(epoch from clock_timestamp()) * 1000000)::bigint`;
@@ -68,7 +69,10 @@ export interface WorkerOptions {
   readonly workerId?: string;
   /** Stop when the stream's records are all done and no job is queued (else keep polling). */
   readonly drain?: boolean;
-  /** Wait between polls when there is nothing to do. Default: 500 ms. */
+  /**
+   * Wait between polls when there is nothing to do. Default: 500 ms. Other workers of the store
+   * cut it short when they cut segments, finish one or queue or end a job (`./wakeup.ts`).
+   */
   readonly pollMs?: number;
   readonly signal?: AbortSignal;
   /** Called after each segment is done (with the run that did it) and each job finished. */
@@ -85,7 +89,9 @@ export type WorkerEvent =
   | { readonly kind: 'segment'; readonly start: number; readonly end: number; readonly runId: string | null; readonly records: number; readonly attempt: number }
   | { readonly kind: 'job'; readonly jobId: string; readonly status: 'done' | 'failed' | 'queued'; readonly error?: string }
   /** The store (or the stream) could not be reached; the worker waits `waitMs` and goes on. */
-  | { readonly kind: 'waiting'; readonly reason: string; readonly waitMs: number };
+  | { readonly kind: 'waiting'; readonly reason: string; readonly waitMs: number }
+  /** Nothing to take: the worker waits for work (once each time it runs out, not at every poll). */
+  | { readonly kind: 'idle' };
 
 /** What {@link runWorker} did in total. */
 export interface WorkerSummary {
@@ -133,8 +139,13 @@ export async function runWorker(store: Store, pipeline: LoadedPipeline, options:
   // by every later segment: a worker runs the code it started with, warm.
   const stepCache = new Map<string, LoadedStep>();
   const ordered = options.state !== 'segment' && pipeline.definition.steps.some((s) => s.stateful === true);
+  const wakeup = new WorkWakeup(connectionStringOf(pgStore), pgStore.schema);
+  wakeup.listen();
+  let idle = false;
   try {
     while (options.signal?.aborted !== true) {
+      // Read before looking: a notification that comes while this worker looks cuts its wait short.
+      const seen = wakeup.generation;
       try {
         await ensureSegments(pgStore, source, group, streamId, size);
         outages = 0;
@@ -146,6 +157,7 @@ export async function runWorker(store: Store, pipeline: LoadedPipeline, options:
           segments++;
           records += r.records;
           options.onEvent?.({ kind: 'segment', start: segment.start_offset, end: segment.end_offset, runId: r.runId, records: r.records, attempt: segment.attempts });
+          idle = false;
           continue;
         }
         const job = await claimJob(pgStore, workerId, leaseMs);
@@ -153,6 +165,7 @@ export async function runWorker(store: Store, pipeline: LoadedPipeline, options:
           const status = await withLease(pgStore, 'job', { id: job.id }, workerId, leaseMs, () => runJob(pgStore, job, workerId));
           jobs++;
           options.onEvent?.({ kind: 'job', jobId: job.id, ...status });
+          idle = false;
           continue;
         }
         if (options.drain === true && (await drained(pgStore, source, group, streamId))) break;
@@ -165,9 +178,14 @@ export async function runWorker(store: Store, pipeline: LoadedPipeline, options:
         await sleep(waitMs, options.signal);
         continue;
       }
-      await sleep(pollMs, options.signal);
+      if (!idle) {
+        idle = true;
+        options.onEvent?.({ kind: 'idle' });
+      }
+      await wakeup.wait(pollMs, seen, options.signal);
     }
   } finally {
+    await wakeup.close();
     await source.close();
   }
   return { workerId, segments, records, jobs };
@@ -196,6 +214,8 @@ async function ensureSegments(store: PostgresStore, source: JetStreamSource, gro
            SELECT $1, $2, s, e, 'open' FROM unnest($3::bigint[], $4::bigint[]) AS t(s, e)`,
           [group, streamId, starts, ends],
         );
+        // Sent on commit: idle workers take the new segments at once.
+        await notifyWork(c, store.schema);
       }
       await c.query('COMMIT');
     } catch (err) {
@@ -351,15 +371,17 @@ async function processSegment(
     records = result.records;
   }
   store.setCommitGuard(undefined);
-  await store.withClient((c) =>
-    c.query(`UPDATE work_segments SET status = 'done', run_id = $4, lease_until = NULL WHERE grp = $1 AND stream = $2 AND start_offset = $3 AND worker = $5`, [
+  await store.withClient(async (c) => {
+    await c.query(`UPDATE work_segments SET status = 'done', run_id = $4, lease_until = NULL WHERE grp = $1 AND stream = $2 AND start_offset = $3 AND worker = $5`, [
       group,
       source.streamId,
       start,
       runId,
       workerId,
-    ]),
-  );
+    ]);
+    // Workers waiting for it (the next segment in order, or the end of a --drain) look again now.
+    await notifyWork(c, store.schema);
+  });
   return { runId, records };
 }
 
@@ -518,12 +540,15 @@ export async function submitJob(store: Store, spec: JobSpec, maxAttempts = 3): P
     }
   }
   const id = newId();
-  const r = await pgStore.withClient((c) =>
-    c.query<JobRow>(
+  const r = await pgStore.withClient(async (c) => {
+    const inserted = await c.query<JobRow>(
       `INSERT INTO jobs (id, kind, spec, status, max_attempts, submitted) VALUES ($1, $2, $3, 'queued', $4, ${NOW_US}) RETURNING ${JOB_COLUMNS}`,
       [id, kind, canonicalize(spec as unknown as JsonValue), maxAttempts],
-    ),
-  );
+    );
+    // An idle worker takes it now rather than at its next poll.
+    await notifyWork(c, pgStore.schema);
+    return inserted;
+  });
   return toJob(r.rows[0] as JobRow);
 }
 
@@ -592,22 +617,26 @@ async function runJob(store: PostgresStore, job: JobRow, workerId: string): Prom
         summary = rest;
       }
     }
-    await store.withClient((c) =>
-      c.query(`UPDATE jobs SET status = 'done', finished = ${NOW_US}, result = $2, lease_until = NULL, error = NULL WHERE id = $1 AND worker = $3`, [
-        job.id,
-        JSON.stringify(summary),
-        workerId,
-      ]),
-    );
+    await endJob(store, `UPDATE jobs SET status = 'done', finished = ${NOW_US}, result = $2, lease_until = NULL, error = NULL WHERE id = $1 AND worker = $3`, [
+      job.id,
+      JSON.stringify(summary),
+      workerId,
+    ]);
     return { status: 'done' };
   } catch (err) {
     const message = errorMessage(err);
     const status = job.attempts >= job.max_attempts ? 'failed' : 'queued';
-    await store.withClient((c) =>
-      c.query(`UPDATE jobs SET status = $2, error = $3, finished = ${NOW_US}, lease_until = NULL WHERE id = $1 AND worker = $4`, [job.id, status, message, workerId]),
-    );
+    await endJob(store, `UPDATE jobs SET status = $2, error = $3, finished = ${NOW_US}, lease_until = NULL WHERE id = $1 AND worker = $4`, [job.id, status, message, workerId]);
     return { status, error: message };
   }
+}
+
+/** Record how a job ended (or that it is queued again), and wake the idle workers: a draining one may be waiting for it. */
+async function endJob(store: PostgresStore, sql: string, values: unknown[]): Promise<void> {
+  await store.withClient(async (c) => {
+    await c.query(sql, values);
+    await notifyWork(c, store.schema);
+  });
 }
 
 /** Whether an error (or one it was caused by) says the segment's lease was taken over. */
@@ -616,6 +645,13 @@ function lostLease(err: unknown): boolean {
     if (e instanceof ProvenantError && e.context.lostLease === true) return true;
   }
   return false;
+}
+
+/** The connection string of a store's pool (the wake-up listener opens its own connection). */
+function connectionStringOf(store: PostgresStore): string {
+  const cs = store.pool.options.connectionString;
+  if (cs === undefined) throw new TypeError('the store pool has no connection string');
+  return cs;
 }
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {

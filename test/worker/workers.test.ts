@@ -44,8 +44,9 @@ interface Worker {
   stderr: string;
 }
 
-function startWorker(pipeline: string, store: string, stream: string, extra: string[] = []): Worker {
-  const child = spawn(process.execPath, [DIST_CLI, 'worker', pipeline, '--store', store, '--stream', stream, '--nats', NATS.url, '--segment-size', '150', '--lease', '3000', '--drain', '--json', ...extra], {
+function startWorker(pipeline: string, store: string, stream: string, extra: string[] = [], options: { drain?: boolean } = {}): Worker {
+  const drain = options.drain === false ? [] : ['--drain'];
+  const child = spawn(process.execPath, [DIST_CLI, 'worker', pipeline, '--store', store, '--stream', stream, '--nats', NATS.url, '--segment-size', '150', '--lease', '3000', ...drain, '--json', ...extra], {
     cwd: REPO_ROOT,
     env: { ...process.env, NO_COLOR: '1' },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -328,6 +329,45 @@ export default definePipeline({ name: 'counting', steps: [{ id: 'tag', module: '
     const perSegment = await counts(parallel);
     expect(perSegment).toHaveLength(total);
     expect(perSegment.filter((o) => o.count !== o.seq).length).toBeGreaterThan(0);
+  }, 240_000);
+
+  it('idle workers are woken by the others, not at their next poll: when the last segment is done (--drain) and when a job is queued', async () => {
+    // One segment of slow records: worker A takes it; worker B, with a minute between polls, has
+    // nothing to take and waits. Without a wake-up B would exit up to a minute after A's segment.
+    const slowPipeline = writeKeyedProject('keyed-wake', 1_500_000);
+    const total = 1000;
+    const name = await publish(total);
+    const store = freshPgUrl('wake');
+    await cliJson(['migrate', '--store', store, '--json']);
+    const poll = ['--segment-size', String(total), '--poll', '60000'];
+    const a = startWorker(slowPipeline, store, name, poll);
+    const schema = new URL(store).searchParams.get('schema') as string;
+    const running = async (): Promise<boolean> => ((await rawPg((c) => c.query(`SELECT 1 FROM ${schema}.work_segments WHERE status = 'running'`))).rowCount ?? 0) > 0;
+    for (const until = Date.now() + 60_000; !(await running()); await sleep(50)) {
+      if (Date.now() > until) throw new Error(`worker A took no segment: ${a.stderr}`);
+    }
+    const b = startWorker(slowPipeline, store, name, poll);
+    await waitFor(() => b.events.some((e) => e.kind === 'idle'), 60_000, 'worker B to find nothing to take');
+    expect(a.events.filter((e) => e.kind === 'segment'), 'A finished its segment before B waited: make the segment slower').toEqual([]);
+    await waitFor(() => a.events.some((e) => e.kind === 'segment'), 120_000, "A's segment");
+    const segmentDone = Date.now();
+    expect(await a.exit, a.stderr).toBe(0);
+    expect(await b.exit, b.stderr).toBe(0);
+    expect(Date.now() - segmentDone).toBeLessThan(15_000);
+    expect(b.events.filter((e) => e.kind === 'segment')).toEqual([]);
+    expectExactlyOnce(await completeOutputs(store, `jetstream:${name}`), total);
+
+    // A worker without --drain, idle with a minute between polls, takes a job as soon as it is queued.
+    const c = startWorker(slowPipeline, store, name, poll, { drain: false });
+    await waitFor(() => c.events.some((e) => e.kind === 'idle'), 60_000, 'worker C to go idle');
+    const job = await cliJson<{ id: string }>(['jobs', 'submit', '--stream', `jetstream:${name}`, '--store', store, '--json']);
+    const queued = Date.now();
+    await waitFor(() => c.events.some((e) => e.kind === 'job'), 30_000, 'worker C to take the job');
+    expect(Date.now() - queued).toBeLessThan(30_000);
+    c.child.kill('SIGTERM');
+    expect(await c.exit, c.stderr).toBe(0);
+    const done = await cliJson<{ status: string; worker: string; result: { diverged: number; matched: number } }>(['jobs', 'show', job.id, '--store', store, '--json']);
+    expect(done).toMatchObject({ status: 'done', result: { diverged: 0, matched: total } });
   }, 240_000);
 
   it('PostgreSQL away for longer than the store retries: the cut attempt is ended, the segment done again by a new run, and the worker goes on', async () => {
