@@ -55,9 +55,9 @@ function checkUuid(id: string): void {
   }
 }
 
-/** A value in a batch: its digest, and where its bytes are in {@link PgBatch.valueHeap}. */
+/** A value in a batch: its content hash (`sha256:<hex>`), and where its bytes are in {@link PgBatch.valueHeap}. */
 export interface BatchValue {
-  readonly hex: string;
+  readonly hash: string;
   readonly at: number;
   readonly size: number;
 }
@@ -140,7 +140,11 @@ export const stepKey = (stepId: string, versionHash: string): string => `${stepI
 
 /** A batch being filled for a {@link PostgresStore}. */
 export class PgBatch implements ExecutionBatchBuilder {
-  /** The batch's distinct values by hex digest; their bytes are in {@link valueHeap}. */
+  /**
+   * The batch's distinct values by content hash; their bytes are in {@link valueHeap}. Keyed by the
+   * hash string itself, not a slice of it: a slice keeps its parent alive and compares several
+   * times slower when the values are sorted for the insert.
+   */
   readonly values = new Map<string, BatchValue>();
   /** The bytes of the batch's values, end to end. */
   readonly valueHeap = new ByteHeap();
@@ -176,6 +180,7 @@ export class PgBatch implements ExecutionBatchBuilder {
    * step's output (this step's input) recur, and are then neither validated nor copied again.
    */
   readonly #digestAt = new Map<string, number>();
+  readonly #stepKeys = new Map<string, Map<string, string>>();
 
   /** The heap offset of a content hash's digest, validated and appended on first sight. */
   #digest(hash: string, what: string): number {
@@ -197,13 +202,17 @@ export class PgBatch implements ExecutionBatchBuilder {
 
   addValue(value: ValueWrite, _options?: AddValueOptions): void {
     // Every value of a batch commits in its transaction (large ones in chunks), whatever its size.
-    const hex = hexOf(value.hash, 'value hash');
+    // A hash already in the batch was validated when it was added.
+    if (this.values.has(value.hash)) {
+      this.#valueCount++;
+      return;
+    }
+    hexOf(value.hash, 'value hash');
     this.#valueCount++;
-    if (this.values.has(hex)) return;
     // Copied: the caller may reuse its buffer before the commit.
     const { at, size } =
       value.text !== undefined ? this.valueHeap.addUtf8(value.text) : { at: this.valueHeap.addBytes(value.bytes), size: value.bytes.byteLength };
-    this.values.set(hex, { hex, at, size });
+    this.values.set(value.hash, { hash: value.hash, at, size });
   }
 
   addExecution(e: ExecutionWrite): void {
@@ -235,7 +244,7 @@ export class PgBatch implements ExecutionBatchBuilder {
     const heap = this.heap;
     c.id.push(e.id);
     c.runId.push(e.runId);
-    c.stepKey.push(stepKey(e.functionId, e.functionVersionHash));
+    c.stepKey.push(this.#stepKeyOf(e.functionId, e.functionVersionHash));
     c.recordHashAt.push(heap.addHex(recordHash));
     c.paramsAt.push(this.#digest(e.paramsHash, 'params hash'));
     c.contextAt.push(contextAt);
@@ -261,6 +270,15 @@ export class PgBatch implements ExecutionBatchBuilder {
     c.status.push(e.status === 'ok' ? 0 : 1);
     c.stream.push(e.streamId);
     c.offset.push(e.offset);
+  }
+
+  /** The {@link stepKey} of a step version, made once per batch (not a new string per execution). */
+  #stepKeyOf(stepId: string, versionHash: string): string {
+    let versions = this.#stepKeys.get(stepId);
+    if (versions === undefined) this.#stepKeys.set(stepId, (versions = new Map()));
+    let key = versions.get(versionHash);
+    if (key === undefined) versions.set(versionHash, (key = stepKey(stepId, versionHash)));
+    return key;
   }
 
   /** Validate a content hash unless it is already in the heap (then it was validated). */

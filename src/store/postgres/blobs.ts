@@ -9,7 +9,7 @@ import { Readable } from 'node:stream';
 import type pg from 'pg';
 import { BlobCorruptError, BlobMissingError } from '../../errors.js';
 import type { ContentHash } from '../../hash/canonical.js';
-import { ByteHeap, pgArrayText, type BatchValue } from './batch.js';
+import { ByteHeap, hashOfHex, pgArrayText, type BatchValue } from './batch.js';
 
 /** Blobs larger than this are stored in chunks. */
 export const CHUNKED_ABOVE = 256 * 1024;
@@ -38,7 +38,7 @@ export async function insertBlobs(client: pg.ClientBase, values: Iterable<{ hex:
   const placed: BatchValue[] = [];
   for (const v of values) {
     if (v.bytes.byteLength > CHUNKED_ABOVE) await insertChunked(client, Buffer.from(v.hex, 'hex'), v.bytes);
-    else placed.push({ hex: v.hex, at: heap.addBytes(v.bytes), size: v.bytes.byteLength });
+    else placed.push({ hash: hashOfHex(v.hex), at: heap.addBytes(v.bytes), size: v.bytes.byteLength });
   }
   await insertBlobHeap(client, heap.bytes(), placed);
 }
@@ -48,22 +48,22 @@ export async function insertBlobs(client: pg.ClientBase, values: Iterable<{ hex:
  * transaction; ones already stored are skipped, large ones go in chunks.
  */
 export async function insertBlobHeap(client: pg.ClientBase, data: Buffer, values: Iterable<BatchValue>): Promise<void> {
-  const byHex = new Map<string, BatchValue>();
+  const byHash = new Map<string, BatchValue>();
   for (const v of values) {
-    if (v.size > CHUNKED_ABOVE) await insertChunked(client, Buffer.from(v.hex, 'hex'), data.subarray(v.at, v.at + v.size));
-    else byHex.set(v.hex, v);
+    if (v.size > CHUNKED_ABOVE) await insertChunked(client, digestOf(v.hash), data.subarray(v.at, v.at + v.size));
+    else byHash.set(v.hash, v);
   }
-  if (byHex.size === 0) return;
+  if (byHash.size === 0) return;
   // In hash order: two transactions inserting overlapping sets then take their row locks in the
-  // same order and cannot deadlock. (Hex digits sort as their digests do; the default sort
-  // compares natively, without a JavaScript callback per comparison.)
-  const order = [...byHex.keys()].sort();
+  // same order and cannot deadlock. (`sha256:` and lowercase hex digits sort as the digests do;
+  // the default sort compares natively, without a JavaScript callback per comparison.)
+  const order = [...byHash.keys()].sort();
   const digests = Buffer.allocUnsafe(order.length * 32);
   const at = new Array<number>(order.length);
   const sizes = new Array<number>(order.length);
   for (let i = 0; i < order.length; i++) {
-    const v = byHex.get(order[i] as string) as BatchValue;
-    digests.write(v.hex, i * 32, 32, 'hex');
+    const v = byHash.get(order[i] as string) as BatchValue;
+    digests.write(v.hash.slice(7), i * 32, 32, 'hex');
     at[i] = v.at;
     sizes[i] = v.size;
   }
