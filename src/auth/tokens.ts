@@ -89,13 +89,15 @@ export type Authentication =
   | { readonly ok: true; readonly token: TokenInfo; readonly grants: Grants }
   | { readonly ok: false; readonly reason: TokenRefusal; readonly tokenId?: string };
 
-/** Check a bearer token (the part after `Bearer `) against the store at `nowMs`. */
+/** Check a bearer token (the part after `Bearer `) against the store: revoked at all, or expired at `nowMs`. */
 export async function authenticate(store: Store, token: string | undefined, nowMs = Date.now()): Promise<Authentication> {
   if (token === undefined || token.length === 0) return { ok: false, reason: 'missing' };
   if (!TOKEN_RE.test(token)) return { ok: false, reason: 'malformed' };
   const info = await store.findToken(sha256(token));
   if (info === undefined) return { ok: false, reason: 'unknown' };
-  if (info.revokedUs !== null && info.revokedUs <= nowMs * 1000) return { ok: false, reason: 'revoked', tokenId: info.id };
+  // A revocation takes effect once it is recorded, whatever time it carries: it was stamped by the
+  // clock of the process that revoked (microseconds; this check's clock may be behind it).
+  if (info.revokedUs !== null) return { ok: false, reason: 'revoked', tokenId: info.id };
   if (info.expiresUs !== null && info.expiresUs <= nowMs * 1000) return { ok: false, reason: 'expired', tokenId: info.id };
   return { ok: true, token: info, grants: Grants.parse(info.grants) };
 }
