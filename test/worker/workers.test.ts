@@ -173,6 +173,15 @@ describeWithService(POSTGRES, up, 'several workers on one stream (PostgreSQL + J
     return name;
   }
 
+  /** `total` records published, a pipeline that takes a few ms per record, and a migrated store. */
+  async function slowSetup(label: string, total: number): Promise<{ slowPipeline: string; name: string; store: string; schema: string }> {
+    const slowPipeline = writeKeyedProject(`keyed-${label}`, 1_500_000);
+    const name = await publish(total);
+    const store = freshPgUrl(label);
+    await cliJson(['migrate', '--store', store, '--json']);
+    return { slowPipeline, name, store, schema: new URL(store).searchParams.get('schema') as string };
+  }
+
   it('three workers, one killed with SIGKILL mid-stream: its segment is taken over and every record is processed exactly once', async () => {
     const total = 3000;
     const name = await publish(total);
@@ -334,14 +343,10 @@ export default definePipeline({ name: 'counting', steps: [{ id: 'tag', module: '
   it('idle workers are woken by the others, not at their next poll: when the last segment is done (--drain) and when a job is queued', async () => {
     // One segment of slow records: worker A takes it; worker B, with a minute between polls, has
     // nothing to take and waits. Without a wake-up B would exit up to a minute after A's segment.
-    const slowPipeline = writeKeyedProject('keyed-wake', 1_500_000);
     const total = 1000;
-    const name = await publish(total);
-    const store = freshPgUrl('wake');
-    await cliJson(['migrate', '--store', store, '--json']);
+    const { slowPipeline, name, store, schema } = await slowSetup('wake', total);
     const poll = ['--segment-size', String(total), '--poll', '60000'];
     const a = startWorker(slowPipeline, store, name, poll);
-    const schema = new URL(store).searchParams.get('schema') as string;
     const running = async (): Promise<boolean> => ((await rawPg((c) => c.query(`SELECT 1 FROM ${schema}.work_segments WHERE status = 'running'`))).rowCount ?? 0) > 0;
     for (const until = Date.now() + 60_000; !(await running()); await sleep(50)) {
       if (Date.now() > until) throw new Error(`worker A took no segment: ${a.stderr}`);
@@ -373,12 +378,8 @@ export default definePipeline({ name: 'counting', steps: [{ id: 'tag', module: '
   it('PostgreSQL away for longer than the store retries: the cut attempt is ended, the segment done again by a new run, and the worker goes on', async () => {
     // Each record takes a few ms, so the outage finds the worker in the middle of a segment and its
     // checkpoint's commit fails for good (the store gives up after retry_ms).
-    const slowPipeline = writeKeyedProject('keyed-slow', 1_500_000);
     const total = 900;
-    const name = await publish(total);
-    const store = freshPgUrl('outage');
-    await cliJson(['migrate', '--store', store, '--json']);
-    const schema = new URL(store).searchParams.get('schema') as string;
+    const { slowPipeline, name, store, schema } = await slowSetup('outage', total);
     const impatient = new URL(store);
     impatient.searchParams.set('retry_ms', '300');
     const worker = startWorker(slowPipeline, impatient.toString(), name);
