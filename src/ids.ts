@@ -23,15 +23,34 @@ class BufferedRandom {
 
 const generator = new V7Generator(new BufferedRandom());
 
+const HEX_DIGITS = Buffer.from('0123456789abcdef', 'latin1');
+const idText = Buffer.alloc(36);
+
+/**
+ * The canonical text of 16 UUID bytes as ONE flat string. (The library's `toString` appends 36
+ * characters one at a time: a tree of 36 string pieces, which a batch that keeps its executions'
+ * ids until commit — PostgreSQL workers keep a segment's — holds for every execution.)
+ */
+function uuidText(bytes: Uint8Array): string {
+  let p = 0;
+  for (let i = 0; i < 16; i++) {
+    if (i === 4 || i === 6 || i === 8 || i === 10) idText[p++] = 0x2d; // '-'
+    const v = bytes[i] as number;
+    idText[p++] = HEX_DIGITS[v >> 4] as number;
+    idText[p++] = HEX_DIGITS[v & 15] as number;
+  }
+  return idText.toString('latin1', 0, 36);
+}
+
 /** A new UUIDv7 as a string. */
 export function newId(): string {
-  return generator.generate().toString();
+  return uuidText(generator.generate().bytes);
 }
 
 /** A new UUIDv7 as both its string and its 16 bytes. */
 export function newIdWithBytes(): { id: string; bytes: Uint8Array } {
   const u = generator.generate();
-  return { id: u.toString(), bytes: u.bytes };
+  return { id: uuidText(u.bytes), bytes: u.bytes };
 }
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
