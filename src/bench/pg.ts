@@ -48,6 +48,20 @@ async function dropSchemas(schemas: string[]): Promise<void> {
   }
 }
 
+/** Delete the bench's JetStream streams (each holds the published records). */
+async function deleteStreams(streams: string[]): Promise<void> {
+  if (streams.length === 0) return;
+  const { connect } = await import('@nats-io/transport-node');
+  const { jetstreamManager } = await import('@nats-io/jetstream');
+  const nc = await connect({ servers: NATS_URL });
+  try {
+    const jsm = await jetstreamManager(nc);
+    for (const s of streams) await jsm.streams.delete(s).catch(() => undefined);
+  } finally {
+    await nc.close();
+  }
+}
+
 /**
  * The Node flags of the CLI's `#!/usr/bin/env -S node …` line: workers are started with them, as
  * `provenant worker` runs (without them, V8's smaller young generation costs a worker about 12 %
@@ -73,6 +87,7 @@ export async function benchPostgres(allRecords: SourceRecord[], twoSteps: Loaded
   const records = allRecords.slice(0, Number(process.env.BENCH_PG_RECORDS ?? 40_000));
   const workerRecords = allRecords.slice(0, Number(process.env.BENCH_PG_WORKER_RECORDS ?? 100_000));
   const schemas: string[] = [];
+  const streams: string[] = [];
   // The bench's throwaway stores keep their signing keys in a throwaway folder (workers inherit it).
   process.env.PROVENANT_KEYS_DIR ??= mkdtempSync(join(tmpdir(), 'provenant-bench-keys-'));
   try {
@@ -130,6 +145,7 @@ export async function benchPostgres(allRecords: SourceRecord[], twoSteps: Loaded
       process.stderr.write(`Worker figures skipped: NATS at ${NATS_URL} is not usable (${(err as Error).message})\n`);
       return results;
     }
+    streams.push(stream);
     const segmentSize = Math.ceil(workerRecords.length / 8);
     const spans = new Map<number, number[]>([[1, []], [2, []], [4, []]]);
     const runWorkers = async (n: number): Promise<number> => {
@@ -190,6 +206,7 @@ export async function benchPostgres(allRecords: SourceRecord[], twoSteps: Loaded
     return results;
   } finally {
     await dropSchemas(schemas).catch(() => undefined);
+    await deleteStreams(streams).catch(() => undefined);
   }
 }
 
