@@ -43,6 +43,7 @@ import type { LoadedPipeline } from '../pipeline/load.js';
 import { replay } from '../replay/range.js';
 import type { LoadedStep } from '../step/runtime.js';
 import { openJetStreamSource, type JetStreamSource } from '../sources/jetstream.js';
+import { inTransaction } from '../store/postgres/connection.js';
 import { PostgresStore } from '../store/postgres/postgres-store.js';
 import type { CheckpointRecord } from '../store/records.js';
 import type { Store } from '../store/store.js';
@@ -540,15 +541,19 @@ export async function submitJob(store: Store, spec: JobSpec, maxAttempts = 3): P
     }
   }
   const id = newId();
-  const r = await pgStore.withClient(async (c) => {
-    const inserted = await c.query<JobRow>(
-      `INSERT INTO jobs (id, kind, spec, status, max_attempts, submitted) VALUES ($1, $2, $3, 'queued', $4, ${NOW_US}) RETURNING ${JOB_COLUMNS}`,
-      [id, kind, canonicalize(spec as unknown as JsonValue), maxAttempts],
-    );
-    // An idle worker takes it now rather than at its next poll.
-    await notifyWork(c, pgStore.schema);
-    return inserted;
-  });
+  // One transaction: the notification goes out when the job is there, and a connection lost
+  // before the commit leaves nothing behind for the retry to collide with.
+  const r = await pgStore.withClient((c) =>
+    inTransaction(c, async () => {
+      const inserted = await c.query<JobRow>(
+        `INSERT INTO jobs (id, kind, spec, status, max_attempts, submitted) VALUES ($1, $2, $3, 'queued', $4, ${NOW_US}) RETURNING ${JOB_COLUMNS}`,
+        [id, kind, canonicalize(spec as unknown as JsonValue), maxAttempts],
+      );
+      // An idle worker takes it now rather than at its next poll.
+      await notifyWork(c, pgStore.schema);
+      return inserted;
+    }),
+  );
   return toJob(r.rows[0] as JobRow);
 }
 
