@@ -6,7 +6,7 @@
  * a batch of 10,000 executions is a handful of round trips, not one per execution.
  */
 import { ProvenantError } from '../../errors.js';
-import { canonicalize, isContentHash, type ContentHash } from '../../hash/canonical.js';
+import { canonicalize, isContentHash } from '../../hash/canonical.js';
 import { executionRecordHash } from '../../hash/record-hash.js';
 import type { AddValueOptions, ExecutionBatchBuilder } from '../store.js';
 import type { ExecutionContext, ExecutionWrite, ValueWrite } from '../records.js';
@@ -203,16 +203,14 @@ export class PgBatch implements ExecutionBatchBuilder {
   addValue(value: ValueWrite, _options?: AddValueOptions): void {
     // Every value of a batch commits in its transaction (large ones in chunks), whatever its size.
     // A hash already in the batch was validated when it was added.
-    if (this.values.has(value.hash)) {
-      this.#valueCount++;
-      return;
+    if (!this.values.has(value.hash)) {
+      hexOf(value.hash, 'value hash');
+      // Copied: the caller may reuse its buffer before the commit.
+      const { at, size } =
+        value.text !== undefined ? this.valueHeap.addUtf8(value.text) : { at: this.valueHeap.addBytes(value.bytes), size: value.bytes.byteLength };
+      this.values.set(value.hash, { hash: value.hash, at, size });
     }
-    hexOf(value.hash, 'value hash');
     this.#valueCount++;
-    // Copied: the caller may reuse its buffer before the commit.
-    const { at, size } =
-      value.text !== undefined ? this.valueHeap.addUtf8(value.text) : { at: this.valueHeap.addBytes(value.bytes), size: value.bytes.byteLength };
-    this.values.set(value.hash, { hash: value.hash, at, size });
   }
 
   addExecution(e: ExecutionWrite): void {
@@ -291,6 +289,3 @@ export class PgBatch implements ExecutionBatchBuilder {
     this.deadLetters.push({ executionId, reason });
   }
 }
-
-/** A content hash from a hex digest. */
-export const hashOfHex = (hex: string): ContentHash => `sha256:${hex}`;

@@ -9,7 +9,7 @@ import { Readable } from 'node:stream';
 import type pg from 'pg';
 import { BlobCorruptError, BlobMissingError } from '../../errors.js';
 import type { ContentHash } from '../../hash/canonical.js';
-import { ByteHeap, hashOfHex, pgArrayText, type BatchValue } from './batch.js';
+import { ByteHeap, pgArrayText, type BatchValue } from './batch.js';
 
 /** Blobs larger than this are stored in chunks. */
 export const CHUNKED_ABOVE = 256 * 1024;
@@ -30,15 +30,15 @@ export interface BlobRow {
 const digestOf = (hash: string): Buffer => Buffer.from(hash.slice(7), 'hex');
 
 /**
- * Insert blobs (within the caller's transaction); ones already stored are skipped. Large ones go
- * in chunks. The digests and the bytes each travel as one binary parameter, cut by offset in SQL.
+ * Insert blobs, given by validated content hash (within the caller's transaction); ones already
+ * stored are skipped. Large ones go in chunks. The digests and the bytes each travel as one binary parameter, cut by offset in SQL.
  */
-export async function insertBlobs(client: pg.ClientBase, values: Iterable<{ hex: string; bytes: Buffer }>): Promise<void> {
+export async function insertBlobs(client: pg.ClientBase, values: Iterable<{ hash: string; bytes: Buffer }>): Promise<void> {
   const heap = new ByteHeap();
   const placed: BatchValue[] = [];
   for (const v of values) {
-    if (v.bytes.byteLength > CHUNKED_ABOVE) await insertChunked(client, Buffer.from(v.hex, 'hex'), v.bytes);
-    else placed.push({ hash: hashOfHex(v.hex), at: heap.addBytes(v.bytes), size: v.bytes.byteLength });
+    if (v.bytes.byteLength > CHUNKED_ABOVE) await insertChunked(client, digestOf(v.hash), v.bytes);
+    else placed.push({ hash: v.hash, at: heap.addBytes(v.bytes), size: v.bytes.byteLength });
   }
   await insertBlobHeap(client, heap.bytes(), placed);
 }

@@ -223,11 +223,11 @@ export class PostgresStore implements Store {
         // Damaged bytes: the hash proves these right, so they replace the copy (as SQLite does).
         await inTransaction(c, async () => {
           await c.query('DELETE FROM blobs WHERE hash = $1', [hashToBytes(hash)]);
-          await insertBlobs(c, [{ hex: hash.slice(7), bytes: buf }]);
+          await insertBlobs(c, [{ hash, bytes: buf }]);
         });
         return;
       }
-      await inTransaction(c, () => insertBlobs(c, [{ hex: hash.slice(7), bytes: buf }]));
+      await inTransaction(c, () => insertBlobs(c, [{ hash, bytes: buf }]));
     });
     return hash;
   }
@@ -600,7 +600,7 @@ export class PostgresStore implements Store {
         const first = (next.rows[0] as { next: number }).next;
         await insertBlobs(
           c,
-          values.map((v, i) => ({ hex: hexes[i] as string, bytes: Buffer.from(v.bytes.buffer, v.bytes.byteOffset, v.bytes.byteLength) })),
+          values.map((v) => ({ hash: v.hash, bytes: Buffer.from(v.bytes.buffer, v.bytes.byteOffset, v.bytes.byteLength) })),
         );
         await c.query(
           `INSERT INTO stream_log (stream, "offset", value, encoding, appended)
@@ -640,7 +640,10 @@ export class PostgresStore implements Store {
   // ---- checkpoints ----------------------------------------------------------------------
 
   async applyCheckpoint(transition: CheckpointTransition, values: readonly ValueWrite[] = []): Promise<void> {
-    const rows = values.map((v) => ({ hex: hexOf(v.hash, 'value hash'), bytes: Buffer.from(v.bytes.buffer, v.bytes.byteOffset, v.bytes.byteLength) }));
+    const rows = values.map((v) => {
+      hexOf(v.hash, 'value hash');
+      return { hash: v.hash, bytes: Buffer.from(v.bytes.buffer, v.bytes.byteOffset, v.bytes.byteLength) };
+    });
     const landed = async (): Promise<{ done: true; value: undefined } | undefined> => {
       const id = transition.end?.checkpointId ?? transition.begin?.checkpointId;
       if (id === undefined) return undefined;

@@ -410,7 +410,6 @@ function hexNibble(c: number): number {
   return HEX[c] as number;
 }
 
-
 /** Where the fields of one packed execution are (text offsets in the section, or -1), and its numbers. */
 interface PackedFields {
   readonly idAt: number;
@@ -577,7 +576,6 @@ class RecordHasher {
   }
 }
 
-
 /**
  * Read a packed batch back: every id and hash is validated as it is decoded.
  * @throws ProvenantError INPUT_INVALID naming the malformed id, hash or string.
@@ -704,9 +702,10 @@ export function unpackBatch(batch: PackedBatch): {
     if (step >= d.steps.length || run >= d.runs.length || context >= d.contexts.length || stream >= d.streams.length || stream < -1) {
       throw new ProvenantError('INPUT_INVALID', 'a packed execution refers outside its dictionary', {});
     }
-    if (!Number.isFinite(startedUs) || !Number.isFinite(endedUs) || (offset !== null && !Number.isFinite(offset)) || status > 1) {
+    if (!Number.isFinite(startedUs) || !Number.isFinite(endedUs) || (offset !== null && !Number.isFinite(offset))) {
       throw new ProvenantError('INPUT_INVALID', 'an execution time or offset is not a finite number', {});
     }
+    if (status > 1) throw new ProvenantError('INPUT_INVALID', `an execution status is ${status}, not 0 (ok) or 1 (failed)`, {});
     const recordHash = hasher.hash(b, {
       idAt,
       run,
