@@ -9,7 +9,7 @@
  *   first worker's start to the last one's exit.
  *
  * Run alone: `npm run build && node dist/bench/pg.js` (40,000 records for capture, or BENCH_PG_RECORDS;
- * 100,000 for the workers, or BENCH_PG_WORKER_RECORDS; merges
+ * 300,000 for the workers, or BENCH_PG_WORKER_RECORDS; merges
  * its figures into bench/results/latest.json). `npm run bench` runs it with everything else.
  */
 import { spawn } from 'node:child_process';
@@ -73,6 +73,14 @@ function nodeFlagsOf(cli: string): string[] {
   return m === null ? [] : (m[1] ?? '').trim().split(/\s+/).filter((f) => f.startsWith('--'));
 }
 
+/** The first `n` flights-3m records: `records` when it holds enough, else read again from the file. */
+async function atLeast(records: SourceRecord[], n: number): Promise<SourceRecord[]> {
+  if (records.length >= n) return records.slice(0, n);
+  const out: SourceRecord[] = [];
+  for await (const r of readRecords(vegaDatasetPath('flights-3m.parquet'), { limit: n })) out.push(r);
+  return out;
+}
+
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
   const mid = Math.floor(s.length / 2);
@@ -81,11 +89,14 @@ const median = (xs: number[]): number => {
 
 /** Run the PostgreSQL benchmarks; returns no figures (and says why) when a server is missing. */
 export async function benchPostgres(allRecords: SourceRecord[], twoSteps: LoadedPipeline, fullPipelineFile: string, cli: string): Promise<BenchResult[]> {
-  // Capture compares per-execution rates: 40,000 records are plenty. Workers get more, so that what
-  // each process pays once (start, bundling, JIT warm-up: ~1.5 s of CPU) weighs as it would in a
-  // long-running deployment rather than a sixth of the run.
+  // Capture compares per-execution rates: 40,000 records are plenty. Workers get more (24 segments),
+  // so that what is paid once per run weighs as it would in a long-running deployment rather than
+  // a fifth of the run: each process's start, bundling and JIT warm-up (~0.4 s before the first
+  // segment; two workers warm up side by side), and the end, where one worker may wait for the
+  // other's last segment (up to a segment's time). Measured with 100,000 records (8 segments),
+  // those took ~1.4 s of a 7.3 s two-worker run while the workers in full swing ran at 1.67x one.
   const records = allRecords.slice(0, Number(process.env.BENCH_PG_RECORDS ?? 40_000));
-  const workerRecords = allRecords.slice(0, Number(process.env.BENCH_PG_WORKER_RECORDS ?? 100_000));
+  const workerRecords = await atLeast(allRecords, Number(process.env.BENCH_PG_WORKER_RECORDS ?? 300_000));
   const schemas: string[] = [];
   const streams: string[] = [];
   // The bench's throwaway stores keep their signing keys in a throwaway folder (workers inherit it).
@@ -146,7 +157,7 @@ export async function benchPostgres(allRecords: SourceRecord[], twoSteps: Loaded
       return results;
     }
     streams.push(stream);
-    const segmentSize = Math.ceil(workerRecords.length / 8);
+    const segmentSize = Number(process.env.BENCH_PG_SEGMENT ?? 12_500);
     const spans = new Map<number, number[]>([[1, []], [2, []], [4, []]]);
     const runWorkers = async (n: number): Promise<number> => {
       const schema = `bench_w${n}_${randomBytes(4).toString('hex')}`;
@@ -176,6 +187,9 @@ export async function benchPostgres(allRecords: SourceRecord[], twoSteps: Loaded
       if (processed !== workerRecords.length) throw new Error(`bench: ${n} workers processed ${processed} of ${workerRecords.length} records`);
       const row = span.rows[0];
       if (row !== undefined) spans.get(n)?.push(workerRecords.length / ((row.last - row.first) / 1e6));
+      // Dropped now, not at the end: every run then starts from the same server state (each leaves
+      // about a gigabyte of tables and WAL behind).
+      await dropSchemas([schema]);
       return workerRecords.length / seconds;
     };
     // One and two workers alternate for five rounds (this machine's speed drifts from minute to
@@ -214,7 +228,7 @@ const isMain = process.argv[1] !== undefined && resolve(process.argv[1]) === fil
 if (isMain) {
   const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
   const records: SourceRecord[] = [];
-  for await (const r of readRecords(vegaDatasetPath('flights-3m.parquet'), { limit: Math.max(Number(process.env.BENCH_PG_RECORDS ?? 40_000), Number(process.env.BENCH_PG_WORKER_RECORDS ?? 100_000)) })) records.push(r);
+  for await (const r of readRecords(vegaDatasetPath('flights-3m.parquet'), { limit: Number(process.env.BENCH_PG_RECORDS ?? 40_000) })) records.push(r);
   const pipelineFile = join(repo, 'examples', 'flights', 'pipeline.ts');
   const loaded = await loadPipelineFile(pipelineFile);
   const twoSteps = { ...loaded, definition: { ...loaded.definition, steps: loaded.definition.steps.slice(0, 2) } };

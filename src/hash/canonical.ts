@@ -189,8 +189,7 @@ function serializeObject(value: object, depth: number, root: unknown): string {
     throw unhashable(root, value, `${describeObject(value)} cannot be hashed`, hintFor(value));
   }
   const record = value as Record<string, unknown>;
-  const keys = Object.keys(record);
-  if (!isSorted(keys)) keys.sort();
+  const keys = sortedKeys(Object.keys(record));
   let out = '{';
   let first = true;
   for (const key of keys) {
@@ -206,6 +205,44 @@ function serializeObject(value: object, depth: number, root: unknown): string {
 function isSorted(keys: readonly string[]): boolean {
   for (let i = 1; i < keys.length; i++) if ((keys[i - 1] as string) > (keys[i] as string)) return false;
   return true;
+}
+
+/** A key order seen before: the keys as `Object.keys` gave them, and sorted. */
+interface KeyOrder {
+  readonly keys: readonly string[];
+  readonly sorted: readonly string[];
+}
+
+// Records of one kind have the same keys in the same order: their sorted order is remembered (by
+// first key, a few orders each) instead of sorting again — a sort allocates, and the collector's
+// work is a large part of capture. Keys that are data (ids, names) fill a slot list and are then
+// simply sorted each time.
+const keyOrders = new Map<string, KeyOrder[]>();
+const KEY_ORDERS_PER_FIRST_KEY = 8;
+const KEY_ORDER_MAX_KEYS = 64;
+
+function sameKeys(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** `keys` in RFC 8785 order (UTF-16 code units): `keys` itself when already sorted. */
+function sortedKeys(keys: string[]): readonly string[] {
+  if (isSorted(keys)) return keys;
+  if (keys.length > KEY_ORDER_MAX_KEYS) return keys.sort();
+  const first = keys[0] as string;
+  let orders = keyOrders.get(first);
+  if (orders !== undefined) {
+    for (const o of orders) if (sameKeys(o.keys, keys)) return o.sorted;
+  }
+  const sorted = [...keys].sort();
+  if (orders === undefined) {
+    if (keyOrders.size >= 4096) keyOrders.clear();
+    keyOrders.set(first, (orders = []));
+  }
+  if (orders.length < KEY_ORDERS_PER_FIRST_KEY) orders.push({ keys, sorted });
+  return sorted;
 }
 
 // Keys repeat across records: keep their quoted form (with the colon) instead of re-escaping.

@@ -43,20 +43,6 @@ export function canonicalRecord(e: HashedExecution): JsonValue {
   };
 }
 
-/**
- * ECMAScript's shortest form of a number. Epoch microseconds (about 1.8e15) are not small
- * integers, and turning such a double into text is slow; split in two small integers it is
- * several times faster and gives the same digits.
- */
-function num(n: number | null): string {
-  if (n === null) return 'null';
-  if (Number.isSafeInteger(n) && n >= 1e9 && n < 2e15) {
-    const high = Math.floor(n / 1e6);
-    return `${high}${String(n - high * 1e6).padStart(6, '0')}`;
-  }
-  return Object.is(n, -0) ? '0' : String(n);
-}
-
 /** True when every character is one of `0-9 a-z : -` (hex hashes, UUIDs): JSON needs no escaping. */
 function isSafeToken(s: string): boolean {
   for (let i = 0; i < s.length; i++) {
@@ -66,17 +52,19 @@ function isSafeToken(s: string): boolean {
   return true;
 }
 
-/** The JSON text of a string that needs no escaping (hex hashes, UUIDs, fixed words), else undefined. */
-function safeQuoted(s: string | null): string | undefined {
-  if (s === null) return 'null';
-  return isSafeToken(s) ? `"${s}"` : undefined;
+/** The JSON text of a string that needs no escaping (hex hashes, UUIDs, fixed words), as bytes, else undefined. */
+function safeQuoted(s: string | null): Buffer | undefined {
+  if (s === null) return NULL_TEXT;
+  return isSafeToken(s) ? Buffer.from(`"${s}"`, 'latin1') : undefined;
 }
 
-/** The JSON text of any well-formed string, else undefined. */
-function quoted(s: string | null): string | undefined {
-  if (s === null) return 'null';
-  return s.isWellFormed() ? JSON.stringify(s) : undefined;
+/** The JSON text of any well-formed string, as UTF-8 bytes, else undefined. */
+function quoted(s: string | null): Buffer | undefined {
+  if (s === null) return NULL_TEXT;
+  return s.isWellFormed() ? Buffer.from(JSON.stringify(s), 'utf8') : undefined;
 }
+
+const NULL_TEXT = Buffer.from('null', 'latin1');
 
 /**
  * Quoted forms of the fields that repeat from one execution to the next (run, step, params,
@@ -85,9 +73,9 @@ function quoted(s: string | null): string | undefined {
  */
 class RecentQuoted {
   static readonly max = 256;
-  readonly #texts = new Map<string | null, string | undefined>();
-  constructor(private readonly quote: (s: string | null) => string | undefined) {}
-  get(value: string | null): string | undefined {
+  readonly #texts = new Map<string | null, Buffer>();
+  constructor(private readonly quote: (s: string | null) => Buffer | undefined) {}
+  get(value: string | null): Buffer | undefined {
     let text = this.#texts.get(value);
     if (text === undefined) {
       text = this.quote(value);
@@ -106,6 +94,106 @@ const paramsQuotes = new RecentQuoted(safeQuoted);
 const contextQuotes = new RecentQuoted(safeQuoted);
 const streamQuotes = new RecentQuoted(quoted);
 
+const latin1 = (text: string): Buffer => Buffer.from(text, 'latin1');
+const K_CONTEXT = latin1('{"contextHash":');
+const K_ENDED = latin1(',"endedUs":');
+const K_ERROR = latin1(',"errorHash":');
+const K_FUNCTION = latin1(',"functionId":');
+const K_VERSION = latin1(',"functionVersionHash":');
+const K_ID = latin1(',"id":');
+const K_INPUT_ENCODINGS = latin1(',"inputEncodings":[');
+const K_INPUT_HASHES = latin1('],"inputHashes":[');
+const K_NONDETERMINISM = latin1('],"nondeterminismHash":');
+const K_OFFSET = latin1(',"offset":');
+const K_OUTPUT_ENCODING = latin1(',"outputEncoding":');
+const K_OUTPUT = latin1(',"outputHash":');
+const K_PARAMS = latin1(',"paramsHash":');
+const K_RUN = latin1(',"runId":');
+const K_STARTED = latin1(',"startedUs":');
+const K_STATUS = latin1(',"status":');
+const K_STREAM = latin1(',"streamId":');
+const K_END = latin1(`,"v":${RECORD_FORMAT}}`);
+const ENCODING_TEXT = { json: latin1('"json"'), bytes: latin1('"bytes"') } as const;
+const STATUS_TEXT = { ok: latin1('"ok"'), failed: latin1('"failed"') } as const;
+
+/**
+ * Writes an execution's record text into one reused buffer: the text of every execution is
+ * hashed once, at capture, so it is built as bytes rather than as a string of ~700 characters
+ * made of a few dozen pieces (which the collector then has to clear away).
+ */
+class RecordText {
+  #out = Buffer.allocUnsafe(2048);
+  #p = 0;
+
+  reset(): void {
+    this.#p = 0;
+  }
+
+  text(): Buffer {
+    return this.#out.subarray(0, this.#p);
+  }
+
+  #ensure(n: number): void {
+    if (this.#p + n <= this.#out.length) return;
+    const next = Buffer.allocUnsafe(Math.max(this.#out.length * 2, this.#p + n));
+    this.#out.copy(next, 0, 0, this.#p);
+    this.#out = next;
+  }
+
+  put(bytes: Buffer): void {
+    this.#ensure(bytes.length);
+    this.#out.set(bytes, this.#p);
+    this.#p += bytes.length;
+  }
+
+  /** `"s"` when `s` needs no escaping (see {@link isSafeToken}), or `null`; false (nothing kept) otherwise. */
+  quotedSafe(s: string | null): boolean {
+    if (s === null) {
+      this.put(NULL_TEXT);
+      return true;
+    }
+    this.#ensure(s.length + 2);
+    const out = this.#out;
+    let p = this.#p;
+    out[p++] = 34;
+    for (let i = 0; i < s.length; i++) {
+      const c = s.charCodeAt(i);
+      if (!((c >= 48 && c <= 58) || (c >= 97 && c <= 122) || c === 45)) return false;
+      out[p++] = c;
+    }
+    out[p++] = 34;
+    this.#p = p;
+    return true;
+  }
+
+  /** ECMAScript's shortest form of a finite number: digits written directly for safe integers. */
+  number(n: number): void {
+    if (!Number.isSafeInteger(n)) {
+      const text = Object.is(n, -0) ? '0' : String(n);
+      this.#ensure(text.length);
+      this.#p += this.#out.write(text, this.#p, 'latin1');
+      return;
+    }
+    this.#ensure(17);
+    const out = this.#out;
+    if (n < 0) {
+      out[this.#p++] = 45; // -
+      n = -n;
+    }
+    let digits = 1;
+    for (let x = n; x >= 10; x = Math.floor(x / 10)) digits++;
+    let p = this.#p + digits;
+    this.#p = p;
+    do {
+      const q = Math.floor(n / 10);
+      out[--p] = 48 + (n - q * 10);
+      n = q;
+    } while (n > 0);
+  }
+}
+
+const recordText = new RecordText();
+
 /**
  * The canonical record hash of an execution. It is computed once per execution, so it writes
  * the canonical text directly (keys in RFC 8785 order) instead of walking an object; a test holds
@@ -113,56 +201,83 @@ const streamQuotes = new RecentQuoted(quoted);
  * what is wrong) for any field the fast path cannot vouch for.
  */
 export function executionRecordHash(e: HashedExecution): ContentHash {
-  const id = safeQuoted(e.id);
   const runId = runQuotes.get(e.runId);
   const functionId = functionQuotes.get(e.functionId);
   const version = versionQuotes.get(e.functionVersionHash);
   const params = paramsQuotes.get(e.paramsHash);
   const context = contextQuotes.get(e.contextHash);
   const stream = streamQuotes.get(e.streamId);
-  const output = safeQuoted(e.outputHash);
-  const error = safeQuoted(e.errorHash);
-  const nondeterminism = safeQuoted(e.nondeterminismHash);
-  let inputs = '';
-  let encodings = '';
-  let inputsOk = true;
-  for (let i = 0; i < e.inputHashes.length; i++) {
-    const h = safeQuoted(e.inputHashes[i] as string);
-    const enc = e.inputEncodings[i];
-    if (h === undefined || (enc !== 'json' && enc !== 'bytes')) {
-      inputsOk = false;
-      break;
-    }
-    inputs += i === 0 ? h : `,${h}`;
-    encodings += i === 0 ? `"${enc}"` : `,"${enc}"`;
-  }
+  const n = e.inputHashes.length;
   if (
-    id === undefined ||
     runId === undefined ||
     functionId === undefined ||
     version === undefined ||
     params === undefined ||
     context === undefined ||
     stream === undefined ||
-    output === undefined ||
-    error === undefined ||
-    nondeterminism === undefined ||
-    !inputsOk ||
-    e.inputHashes.length !== e.inputEncodings.length ||
+    n !== e.inputEncodings.length ||
     (e.outputEncoding !== 'json' && e.outputEncoding !== 'bytes') ||
     (e.status !== 'ok' && e.status !== 'failed') ||
     !Number.isFinite(e.startedUs) ||
     !Number.isFinite(e.endedUs) ||
     (e.offset !== null && !Number.isFinite(e.offset))
   ) {
-    return sha256(canonicalize(canonicalRecord(e)));
+    return slowRecordHash(e);
   }
-  return sha256(
-    `{"contextHash":${context},"endedUs":${num(e.endedUs)},"errorHash":${error},"functionId":${functionId},` +
-      `"functionVersionHash":${version},"id":${id},"inputEncodings":[${encodings}],"inputHashes":[${inputs}],` +
-      `"nondeterminismHash":${nondeterminism},"offset":${num(e.offset)},"outputEncoding":"${e.outputEncoding}","outputHash":${output},"paramsHash":${params},` +
-      `"runId":${runId},"startedUs":${num(e.startedUs)},"status":"${e.status}","streamId":${stream},"v":${RECORD_FORMAT}}`,
-  );
+  const t = recordText;
+  t.reset();
+  t.put(K_CONTEXT);
+  t.put(context);
+  t.put(K_ENDED);
+  t.number(e.endedUs);
+  t.put(K_ERROR);
+  if (!t.quotedSafe(e.errorHash)) return slowRecordHash(e);
+  t.put(K_FUNCTION);
+  t.put(functionId);
+  t.put(K_VERSION);
+  t.put(version);
+  t.put(K_ID);
+  if (!t.quotedSafe(e.id)) return slowRecordHash(e);
+  t.put(K_INPUT_ENCODINGS);
+  for (let i = 0; i < n; i++) {
+    const enc = e.inputEncodings[i];
+    if (enc !== 'json' && enc !== 'bytes') return slowRecordHash(e);
+    if (i > 0) t.put(COMMA);
+    t.put(ENCODING_TEXT[enc]);
+  }
+  t.put(K_INPUT_HASHES);
+  for (let i = 0; i < n; i++) {
+    if (i > 0) t.put(COMMA);
+    if (!t.quotedSafe(e.inputHashes[i] as string)) return slowRecordHash(e);
+  }
+  t.put(K_NONDETERMINISM);
+  if (!t.quotedSafe(e.nondeterminismHash)) return slowRecordHash(e);
+  t.put(K_OFFSET);
+  if (e.offset === null) t.put(NULL_TEXT);
+  else t.number(e.offset);
+  t.put(K_OUTPUT_ENCODING);
+  t.put(ENCODING_TEXT[e.outputEncoding]);
+  t.put(K_OUTPUT);
+  if (!t.quotedSafe(e.outputHash)) return slowRecordHash(e);
+  t.put(K_PARAMS);
+  t.put(params);
+  t.put(K_RUN);
+  t.put(runId);
+  t.put(K_STARTED);
+  t.number(e.startedUs);
+  t.put(K_STATUS);
+  t.put(STATUS_TEXT[e.status]);
+  t.put(K_STREAM);
+  t.put(stream);
+  t.put(K_END);
+  return sha256(t.text());
+}
+
+const COMMA = latin1(',');
+
+/** The definition, for what the fast path cannot vouch for (it names what is wrong). */
+function slowRecordHash(e: HashedExecution): ContentHash {
+  return sha256(canonicalize(canonicalRecord(e)));
 }
 
 /**

@@ -6,13 +6,13 @@
  * a batch of 10,000 executions is a handful of round trips, not one per execution.
  */
 import { ProvenantError } from '../../errors.js';
+import { isUuid } from '../../ids.js';
 import { canonicalize, isContentHash } from '../../hash/canonical.js';
 import { executionRecordHash } from '../../hash/record-hash.js';
 import type { AddValueOptions, ExecutionBatchBuilder } from '../store.js';
 import type { ExecutionContext, ExecutionWrite, ValueWrite } from '../records.js';
 import { encodeEncodings } from '../sqlite/packed-batch.js';
 
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /** The hex digest of a content hash, validated. */
 export function hexOf(hash: string, what: string): string {
@@ -50,7 +50,7 @@ export function pgTextArrayText(values: readonly (string | null)[]): string {
 }
 
 function checkUuid(id: string): void {
-  if (!UUID_RE.test(id)) {
+  if (!isUuid(id)) {
     throw new ProvenantError('INPUT_INVALID', `execution id is not a UUID: ${id.slice(0, 80)}`, { context: { executionId: id.slice(0, 80) } });
   }
 }
@@ -61,6 +61,9 @@ export interface BatchValue {
   readonly at: number;
   readonly size: number;
 }
+
+/** The value of a lowercase hex digit's character code. */
+const nibble = (c: number): number => (c <= 57 ? c - 48 : c - 87);
 
 /**
  * Bytes of a batch's digests (and small byte strings) laid end to end: sent to PostgreSQL as ONE
@@ -83,6 +86,19 @@ export class ByteHeap {
     this.#room(32);
     const at = this.#len;
     this.#len += this.#buf.write(hex, at, 32, 'hex');
+    return at;
+  }
+
+  /**
+   * Append the digest of a content hash already validated (`sha256:` and 64 lowercase hex digits);
+   * returns its offset. Decoded here, without slicing the string or a call into C++ per hash.
+   */
+  addHash(hash: string): number {
+    this.#room(32);
+    const at = this.#len;
+    const buf = this.#buf;
+    for (let i = 0, c = 7; i < 32; i++, c += 2) buf[at + i] = (nibble(hash.charCodeAt(c)) << 4) | nibble(hash.charCodeAt(c + 1));
+    this.#len += 32;
     return at;
   }
 
@@ -176,20 +192,34 @@ export class PgBatch implements ExecutionBatchBuilder {
   #lastContext: ExecutionContext | undefined;
   #valueCount = 0;
   /**
-   * Where a content hash's digest already is in {@link heap}: params, context and the previous
-   * step's output (this step's input) recur, and are then neither validated nor copied again.
+   * Where the digests of params and contexts already are in {@link heap}: they recur in every
+   * execution of a step, and are then neither validated nor copied again. A handful per batch.
    */
-  readonly #digestAt = new Map<string, number>();
+  readonly #recurring = new Map<string, number>();
+  /** The last output's hash and where its digest is: a chained step's input is that same value. */
+  #lastOutput: string | undefined;
+  #lastOutputAt = -1;
   readonly #stepKeys = new Map<string, Map<string, string>>();
 
-  /** The heap offset of a content hash's digest, validated and appended on first sight. */
-  #digest(hash: string, what: string): number {
-    let at = this.#digestAt.get(hash);
+  /** The heap offset of a params or context digest, validated and appended on first sight. */
+  #recurringDigest(hash: string, what: string): number {
+    let at = this.#recurring.get(hash);
     if (at === undefined) {
-      at = this.heap.addHex(hexOf(hash, what));
-      this.#digestAt.set(hash, at);
+      hexOf(hash, what);
+      at = this.heap.addHash(hash);
+      this.#recurring.set(hash, at);
     }
     return at;
+  }
+
+  /**
+   * The heap offset of an input's digest: the previous output's when it is that value, else
+   * appended (a value's digest may then be in the heap twice; rows pick theirs by offset). Inputs
+   * and outputs are unique per execution, so they are not looked up in a map that would grow with
+   * the batch: at a segment's 37,500 executions that cost more than the copies.
+   */
+  #inputDigest(hash: string): number {
+    return hash === this.#lastOutput ? this.#lastOutputAt : this.heap.addHash(hash);
   }
 
   get executionCount(): number {
@@ -217,10 +247,10 @@ export class PgBatch implements ExecutionBatchBuilder {
     checkUuid(e.id);
     // Everything is validated before anything is appended: a refused execution leaves no trace.
     const inputs = e.inputHashes.length === 1 ? null : e.inputHashes.map((h) => hexOf(h, 'input hash'));
-    if (inputs === null) this.#checkHash(e.inputHashes[0] as string, 'input hash');
-    if (e.outputHash !== null) this.#checkHash(e.outputHash, 'output hash');
-    this.#checkHash(e.paramsHash, 'params hash');
-    this.#checkHash(e.contextHash, 'context hash');
+    if (inputs === null && e.inputHashes[0] !== this.#lastOutput) hexOf(e.inputHashes[0] as string, 'input hash');
+    if (e.outputHash !== null) hexOf(e.outputHash, 'output hash');
+    if (!this.#recurring.has(e.paramsHash)) hexOf(e.paramsHash, 'params hash');
+    if (!this.#recurring.has(e.contextHash)) hexOf(e.contextHash, 'context hash');
     const error = e.errorHash === null ? null : hexOf(e.errorHash, 'error hash');
     const nondeterminism = e.nondeterminismHash === null ? null : hexOf(e.nondeterminismHash, 'nondeterminism hash');
     if (!Number.isSafeInteger(e.startedUs) || !Number.isSafeInteger(e.endedUs) || (e.offset !== null && !Number.isSafeInteger(e.offset))) {
@@ -230,9 +260,9 @@ export class PgBatch implements ExecutionBatchBuilder {
       throw new ProvenantError('INPUT_INVALID', `execution ${e.id}: an id has a lone surrogate`, { context: { executionId: e.id } });
     }
     // Computed here from validated fields: a well-formed hash by construction.
-    const recordHash = executionRecordHash(e).slice(7);
+    const recordHash = executionRecordHash(e);
     const encodings = encodeEncodings(e.outputEncoding, e.inputEncodings);
-    const contextAt = this.#digest(e.contextHash, 'context hash');
+    const contextAt = this.#recurringDigest(e.contextHash, 'context hash');
     if (e.context !== this.#lastContext) {
       const contextHex = e.contextHash.slice(7);
       if (!this.contexts.has(contextHex)) this.contexts.set(contextHex, canonicalize(e.context));
@@ -243,15 +273,13 @@ export class PgBatch implements ExecutionBatchBuilder {
     c.id.push(e.id);
     c.runId.push(e.runId);
     c.stepKey.push(this.#stepKeyOf(e.functionId, e.functionVersionHash));
-    c.recordHashAt.push(heap.addHex(recordHash));
-    c.paramsAt.push(this.#digest(e.paramsHash, 'params hash'));
+    c.recordHashAt.push(heap.addHash(recordHash));
+    c.paramsAt.push(this.#recurringDigest(e.paramsHash, 'params hash'));
     c.contextAt.push(contextAt);
-    c.outputAt.push(e.outputHash === null ? -1 : this.#digest(e.outputHash, 'output hash'));
-    c.errorAt.push(error === null ? -1 : heap.addHex(error));
-    c.nondeterminismAt.push(nondeterminism === null ? -1 : heap.addHex(nondeterminism));
+    // The input before the output: the input may be the previous execution's output.
     let inputsAt = -1;
     if (inputs === null) {
-      inputsAt = this.#digest(e.inputHashes[0] as string, 'input hash');
+      inputsAt = this.#inputDigest(e.inputHashes[0] as string);
     } else {
       // Several inputs lie side by side (one slice per execution).
       for (const h of inputs) {
@@ -259,6 +287,16 @@ export class PgBatch implements ExecutionBatchBuilder {
         if (inputsAt < 0) inputsAt = at;
       }
     }
+    if (e.outputHash === null) {
+      c.outputAt.push(-1);
+    } else {
+      const at = heap.addHash(e.outputHash);
+      c.outputAt.push(at);
+      this.#lastOutput = e.outputHash;
+      this.#lastOutputAt = at;
+    }
+    c.errorAt.push(error === null ? -1 : heap.addHex(error));
+    c.nondeterminismAt.push(nondeterminism === null ? -1 : heap.addHex(nondeterminism));
     c.inputsAt.push(inputsAt < 0 ? 0 : inputsAt);
     c.inputsLength.push(e.inputHashes.length * 32);
     c.encodingsAt.push(encodings === null ? -1 : heap.addBytes(encodings));
@@ -277,11 +315,6 @@ export class PgBatch implements ExecutionBatchBuilder {
     let key = versions.get(versionHash);
     if (key === undefined) versions.set(versionHash, (key = stepKey(stepId, versionHash)));
     return key;
-  }
-
-  /** Validate a content hash unless it is already in the heap (then it was validated). */
-  #checkHash(hash: string, what: string): void {
-    if (!this.#digestAt.has(hash)) hexOf(hash, what);
   }
 
   addDeadLetter(executionId: string, reason: string): void {

@@ -19,10 +19,10 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type pg from 'pg';
 import { hashFromBytes, type ContentHash } from '../../hash/canonical.js';
-import { nowUs, uuidToBytes } from '../../ids.js';
+import { nowUs } from '../../ids.js';
 import { createSigningKey, keyId, loadSigningKey, signHead } from '../../merkle/head.js';
 import { Frontier, leafHash } from '../../merkle/tree.js';
-import { LEAF_CHECKPOINT, LEAF_OBJECT_VERSIONS, executionsSegment, type LogSegment } from '../../merkle/segments.js';
+import { LEAF_CHECKPOINT, LEAF_OBJECT_VERSIONS, executionsSegment, executionsSegmentOfText, type LogSegment } from '../../merkle/segments.js';
 
 /** Where the signing key of the PostgreSQL store at this server/database/schema lives (see the module comment). */
 export function pgKeyHome(where: { host: string; port: string; database: string; schema: string }): string {
@@ -41,7 +41,8 @@ export interface RunLeaves {
   readonly runSeq: number;
   /** The run's largest execution id before this batch (null: none), to tell a clean range. */
   readonly previousMax: Buffer | null;
-  readonly ids: readonly Buffer[];
+  /** The executions' ids, as canonical UUID text. */
+  readonly ids: readonly string[];
   readonly recordHashes: readonly Buffer[];
 }
 
@@ -62,12 +63,12 @@ export async function runLeavesOf(
     values: [[...runs.values()]],
   });
   const maxOf = new Map(max.rows.map((r) => [r.run, r.max]));
-  const byRun = new Map<number, RunLeaves & { ids: Buffer[]; recordHashes: Buffer[] }>();
+  const byRun = new Map<number, RunLeaves & { ids: string[]; recordHashes: Buffer[] }>();
   for (let i = 0; i < columns.id.length; i++) {
     const runSeq = runs.get(columns.runId[i] as string) as number;
     let leaves = byRun.get(runSeq);
     if (leaves === undefined) byRun.set(runSeq, (leaves = { runSeq, previousMax: maxOf.get(runSeq) ?? null, ids: [], recordHashes: [] }));
-    leaves.ids.push(uuidToBytes(columns.id[i] as string));
+    leaves.ids.push(columns.id[i] as string);
     leaves.recordHashes.push(Buffer.from(heap.buffer, heap.byteOffset + (columns.recordHashAt[i] as number), 32));
   }
   return [...byRun.values()];
@@ -129,7 +130,7 @@ export class PgMerkleLog {
 
   /** The segments of a batch's executions, one per run (a clean id range when it can be one). */
   static executionSegments(runs: readonly RunLeaves[]): LogSegment[] {
-    return runs.map((r) => executionsSegment(r.runSeq, r.previousMax, r.ids, r.recordHashes));
+    return runs.map((r) => executionsSegmentOfText(r.runSeq, r.previousMax, r.ids, r.recordHashes));
   }
 
   /** The segment of one ended checkpoint. */
@@ -196,7 +197,7 @@ export async function backfillPgMerkleLog(client: pg.ClientBase): Promise<void> 
   const runs = await client.query<{ seq: number }>('SELECT seq FROM runs ORDER BY seq');
   for (const { seq } of runs.rows) {
     const rows = (await client.query<{ id: Buffer; record_hash: Buffer }>('SELECT uuid_send(id) AS id, record_hash FROM executions WHERE run = $1 ORDER BY id', [seq])).rows;
-    const segments: LogSegment[] = PgMerkleLog.executionSegments([{ runSeq: seq, previousMax: null, ids: rows.map((r) => r.id), recordHashes: rows.map((r) => r.record_hash) }]);
+    const segments: LogSegment[] = [executionsSegment(seq, null, rows.map((r) => r.id), rows.map((r) => r.record_hash))];
     const ended = await client.query<{ seq: number; record_hash: Buffer }>(
       'SELECT c.seq, e.record_hash FROM checkpoints c JOIN checkpoint_ends e ON e.checkpoint = c.seq WHERE c.run = $1 ORDER BY c.seq',
       [seq],
