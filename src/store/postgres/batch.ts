@@ -2,8 +2,9 @@
  * Batches of executions for PostgreSQL, kept as columns: each execution added appends one entry to
  * each column (ids, times, offsets of its digests in one binary heap…), validated and with its
  * record hash computed as it is added. On commit each table gets ONE multi-row statement
- * (`INSERT … SELECT FROM unnest($1, $2, …)` over the column arrays, prepared once per connection):
- * a batch of 10,000 executions is a handful of round trips, not one per execution.
+ * (`INSERT … SELECT FROM unnest($1, $2, …)` over the column arrays, sent in PostgreSQL's binary
+ * array format (./binary-arrays.ts), prepared once per connection): a batch of 10,000 executions
+ * is a handful of round trips, not one per execution.
  */
 import { ProvenantError } from '../../errors.js';
 import { isUuid } from '../../ids.js';
@@ -23,30 +24,6 @@ export function hexOf(hash: string, what: string): string {
     });
   }
   return hash.slice(7);
-}
-
-/**
- * PostgreSQL's text form of an array of numbers (or NULLs), e.g. `{1,2,NULL}`: what node-postgres
- * would send, made with one native `join` instead of quoting and escaping element by element.
- * Only for values whose text needs no quoting: safe integers and UUIDs (checked when added).
- */
-export function pgArrayText(values: readonly (number | string | null | undefined)[]): string {
-  return `{${values.map((v) => (v === null || v === undefined ? 'NULL' : v)).join(',')}}`;
-}
-
-/** PostgreSQL's text form of an array of strings (or NULLs), each element quoted once per distinct value. */
-export function pgTextArrayText(values: readonly (string | null)[]): string {
-  const quoted = new Map<string, string>();
-  const parts = values.map((v) => {
-    if (v === null) return 'NULL';
-    let q = quoted.get(v);
-    if (q === undefined) {
-      q = `"${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
-      quoted.set(v, q);
-    }
-    return q;
-  });
-  return `{${parts.join(',')}}`;
 }
 
 function checkUuid(id: string): void {

@@ -9,7 +9,8 @@ import { Readable } from 'node:stream';
 import type pg from 'pg';
 import { BlobCorruptError, BlobMissingError } from '../../errors.js';
 import type { ContentHash } from '../../hash/canonical.js';
-import { ByteHeap, pgArrayText, type BatchValue } from './batch.js';
+import { ByteHeap, type BatchValue } from './batch.js';
+import { int4Array } from './binary-arrays.js';
 
 /** Blobs larger than this are stored in chunks. */
 export const CHUNKED_ABOVE = 256 * 1024;
@@ -73,7 +74,7 @@ export async function insertBlobHeap(client: pg.ClientBase, data: Buffer, values
            SELECT substring($1::bytea from (n - 1)::int * 32 + 1 for 32), s, 0, substring($2::bytea from a + 1 for s)
            FROM unnest($3::int[], $4::int[]) WITH ORDINALITY AS t(a, s, n)
            ON CONFLICT (hash) DO NOTHING`,
-    values: [digests, data, pgArrayText(at), pgArrayText(sizes)],
+    values: [digests, data, int4Array(at), int4Array(sizes)],
   });
 }
 

@@ -53,7 +53,8 @@ import type {
 } from '../records.js';
 import { decodeEncodings } from '../sqlite/packed-batch.js';
 import { replayJobSnapshotText, type BlobLocation, type ExecutionBatchBuilder, type ReplayJobSnapshot, type Store, type StoreCapabilities, type StoreStats } from '../store.js';
-import { PgBatch, hexOf, pgArrayText, pgTextArrayText } from './batch.js';
+import { PgBatch, hexOf } from './batch.js';
+import { int2Array, int4Array, int8Array, textArray, uuidArray } from './binary-arrays.js';
 import { LOCATION_CHUNKED, blobRow, chunkStream, insertBlobHeap, insertBlobs, readBlob, writeStream } from './blobs.js';
 import { PG_CHECKPOINT_SELECT, applyTransition, toPgCheckpoint, type PgCheckpointRow } from './checkpoints.js';
 import * as access from './access.js';
@@ -432,7 +433,7 @@ export class PostgresStore implements Store {
     const runLeaves = c.id.length > 0 ? await runLeavesOf(client, c, batch.heap.bytes(), runs) : [];
     if (c.id.length > 0) {
       try {
-        // Digests come out of one binary parameter ($1) by offset; -1 is NULL.
+        // Digests come out of one binary parameter ($1) by offset (-1: NULL); the columns are binary arrays.
         await client.query({
           name: 'provenant_insert_executions_v2',
           text: `INSERT INTO executions (id, run, step_version, inputs, output, params, context, started, duration, status,
@@ -450,24 +451,24 @@ export class PostgresStore implements Store {
                    AS t(id, run, sv, ia, il, oa, pa, ca, started, duration, status, ea, na, ga, gl, stream, off, ra)`,
           values: [
             batch.heap.bytes(),
-            pgArrayText(c.id),
-            pgArrayText(c.runId.map((id) => runs.get(id))),
-            pgArrayText(c.stepKey.map((k) => steps.get(k))),
-            pgArrayText(c.inputsAt),
-            pgArrayText(c.inputsLength),
-            pgArrayText(c.outputAt),
-            pgArrayText(c.paramsAt),
-            pgArrayText(c.contextAt),
-            pgArrayText(c.started),
-            pgArrayText(c.duration),
-            pgArrayText(c.status),
-            pgArrayText(c.errorAt),
-            pgArrayText(c.nondeterminismAt),
-            pgArrayText(c.encodingsAt),
-            pgArrayText(c.encodingsLength),
-            pgTextArrayText(c.stream),
-            pgArrayText(c.offset),
-            pgArrayText(c.recordHashAt),
+            uuidArray(c.id),
+            int8Array(c.runId.map((id) => runs.get(id))),
+            int8Array(c.stepKey.map((k) => steps.get(k))),
+            int4Array(c.inputsAt),
+            int4Array(c.inputsLength),
+            int4Array(c.outputAt),
+            int4Array(c.paramsAt),
+            int4Array(c.contextAt),
+            int8Array(c.started),
+            int8Array(c.duration),
+            int2Array(c.status),
+            int4Array(c.errorAt),
+            int4Array(c.nondeterminismAt),
+            int4Array(c.encodingsAt),
+            int4Array(c.encodingsLength),
+            textArray(c.stream),
+            int8Array(c.offset),
+            int4Array(c.recordHashAt),
           ],
         });
       } catch (err) {

@@ -1,0 +1,139 @@
+/**
+ * One-dimensional arrays in PostgreSQL's binary format (what `array_recv` reads), for the columns
+ * of a batch: node-postgres sends a `Buffer` parameter in binary format, so a statement's
+ * `$n::bigint[]` receives the numbers as they are, without each being written as text on this side
+ * and parsed on the server's. A segment of 37,500 executions has 17 such columns; as text they
+ * were about 13 MB of strings made and parsed per commit.
+ *
+ * Layout: ndim (int32, 1), has-nulls flag (int32), element type oid, then the length (int32) and
+ * lower bound (int32, 1) of the one dimension, then per element its byte length (int32; -1 for
+ * NULL) and its bytes, all big-endian.
+ */
+
+/** Element types (their `pg_type` oids). */
+const INT2_OID = 21;
+const INT4_OID = 23;
+const INT8_OID = 20;
+const TEXT_OID = 25;
+const UUID_OID = 2950;
+
+const HEADER_BYTES = 20;
+
+function header(n: number, elementBytes: number, oid: number, hasNulls: boolean): Buffer {
+  const buf = Buffer.allocUnsafe(HEADER_BYTES + n * (4 + elementBytes));
+  buf.writeInt32BE(1, 0);
+  buf.writeInt32BE(hasNulls ? 1 : 0, 4);
+  buf.writeUInt32BE(oid, 8);
+  buf.writeInt32BE(n, 12);
+  buf.writeInt32BE(1, 16);
+  return buf;
+}
+
+function hasNull(values: readonly (number | string | null | undefined)[]): boolean {
+  for (const v of values) if (v === null || v === undefined) return true;
+  return false;
+}
+
+function checkInteger(v: number, min: number, max: number, what: string): void {
+  if (!Number.isInteger(v) || v < min || v > max) throw new RangeError(`${what} element ${String(v)} is out of range`);
+}
+
+/** A `bigint[]` (int8) of safe integers; null or undefined elements are NULL. */
+export function int8Array(values: readonly (number | null | undefined)[]): Buffer {
+  const buf = header(values.length, 8, INT8_OID, hasNull(values));
+  let p = HEADER_BYTES;
+  let end = buf.length;
+  for (const v of values) {
+    if (v === null || v === undefined) {
+      buf.writeInt32BE(-1, p);
+      p += 4;
+      end -= 8;
+      continue;
+    }
+    checkInteger(v, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER, 'int8');
+    buf.writeInt32BE(8, p);
+    const high = Math.floor(v / 4294967296);
+    buf.writeInt32BE(high, p + 4);
+    buf.writeUInt32BE(v - high * 4294967296, p + 8);
+    p += 12;
+  }
+  return end === buf.length ? buf : buf.subarray(0, end);
+}
+
+/** An `int[]` (int4). */
+export function int4Array(values: readonly number[]): Buffer {
+  const buf = header(values.length, 4, INT4_OID, false);
+  let p = HEADER_BYTES;
+  for (const v of values) {
+    checkInteger(v, -2147483648, 2147483647, 'int4');
+    buf.writeInt32BE(4, p);
+    buf.writeInt32BE(v, p + 4);
+    p += 8;
+  }
+  return buf;
+}
+
+/** A `smallint[]` (int2). */
+export function int2Array(values: readonly number[]): Buffer {
+  const buf = header(values.length, 2, INT2_OID, false);
+  let p = HEADER_BYTES;
+  for (const v of values) {
+    checkInteger(v, -32768, 32767, 'int2');
+    buf.writeInt32BE(2, p);
+    buf.writeInt16BE(v, p + 4);
+    p += 6;
+  }
+  return buf;
+}
+
+const nibble = (c: number): number => (c <= 57 ? c - 48 : c - 87);
+
+/** A `uuid[]` of canonical lowercase UUID strings (validated by the caller). */
+export function uuidArray(ids: readonly string[]): Buffer {
+  const buf = header(ids.length, 16, UUID_OID, false);
+  let p = HEADER_BYTES;
+  for (const id of ids) {
+    buf.writeInt32BE(16, p);
+    p += 4;
+    for (let i = 0; i < 36; i++) {
+      if (i === 8 || i === 13 || i === 18 || i === 23) continue;
+      buf[p++] = (nibble(id.charCodeAt(i)) << 4) | nibble(id.charCodeAt(++i));
+    }
+  }
+  return buf;
+}
+
+/** A `text[]`; null elements are NULL. Repeated strings (the same stream id on every row) are encoded once. */
+export function textArray(values: readonly (string | null)[]): Buffer {
+  const encoded = new Map<string, Buffer>();
+  let bytes = HEADER_BYTES;
+  const parts: (Buffer | null)[] = new Array<Buffer | null>(values.length);
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i] as string | null;
+    if (v === null) {
+      parts[i] = null;
+      bytes += 4;
+      continue;
+    }
+    let b = encoded.get(v);
+    if (b === undefined) encoded.set(v, (b = Buffer.from(v, 'utf8')));
+    parts[i] = b;
+    bytes += 4 + b.length;
+  }
+  const buf = header(0, 0, TEXT_OID, parts.includes(null));
+  const out = Buffer.allocUnsafe(bytes);
+  buf.copy(out, 0, 0, HEADER_BYTES);
+  out.writeInt32BE(values.length, 12);
+  let p = HEADER_BYTES;
+  for (const b of parts) {
+    if (b === null) {
+      out.writeInt32BE(-1, p);
+      p += 4;
+      continue;
+    }
+    out.writeInt32BE(b.length, p);
+    b.copy(out, p + 4);
+    p += 4 + b.length;
+  }
+  return out;
+}
