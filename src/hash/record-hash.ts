@@ -117,18 +117,21 @@ const ENCODING_TEXT = { json: latin1('"json"'), bytes: latin1('"bytes"') } as co
 const STATUS_TEXT = { ok: latin1('"ok"'), failed: latin1('"failed"') } as const;
 
 /**
- * Writes an execution's record text into one reused buffer: the text of every execution is
- * hashed once, at capture, so it is built as bytes rather than as a string of ~700 characters
- * made of a few dozen pieces (which the collector then has to clear away).
+ * Record text written as bytes into one reused buffer: the text of every execution is hashed once,
+ * at capture, so it is built as bytes rather than as a string of ~700 characters made of a few
+ * dozen pieces (which the collector then has to clear away). Used here and by the embedded
+ * store's writer thread (`RecordHasher` in src/store/sqlite/packed-batch.ts).
  */
-class RecordText {
+export class RecordText {
   #out = Buffer.allocUnsafe(2048);
   #p = 0;
 
+  /** Start a new text. */
   reset(): void {
     this.#p = 0;
   }
 
+  /** The text so far (a view, valid until the next write). */
   text(): Buffer {
     return this.#out.subarray(0, this.#p);
   }
@@ -140,10 +143,20 @@ class RecordText {
     this.#out = next;
   }
 
+  /** Append bytes. */
   put(bytes: Buffer): void {
     this.#ensure(bytes.length);
     this.#out.set(bytes, this.#p);
     this.#p += bytes.length;
+  }
+
+  /** Append `length` bytes of `b` from `at` (a short loop: no view allocated per copy). */
+  copyFrom(b: Uint8Array, at: number, length: number): void {
+    this.#ensure(length);
+    const out = this.#out;
+    let p = this.#p;
+    for (let i = at, end = at + length; i < end; i++) out[p++] = b[i] as number;
+    this.#p = p;
   }
 
   /** `"s"` when `s` needs no escaping (see {@link isSafeToken}), or `null`; false (nothing kept) otherwise. */
@@ -166,7 +179,7 @@ class RecordText {
     return true;
   }
 
-  /** ECMAScript's shortest form of a finite number: digits written directly for safe integers. */
+  /** ECMAScript's shortest form of a finite number (RFC 8785): digits written directly for safe integers. */
   number(n: number): void {
     if (!Number.isSafeInteger(n)) {
       const text = Object.is(n, -0) ? '0' : String(n);

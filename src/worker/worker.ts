@@ -15,6 +15,8 @@
  *   completed its checkpoint, so its partial executions belong to no COMPLETE checkpoint: across
  *   COMPLETE checkpoints every offset is covered exactly once. (When the dead worker's checkpoint
  *   DID commit just before it died, the next taker finds it and only marks the segment done.)
+ * - At the end of a backlog, the last open segment is halved when it is taken while another
+ *   worker is busy ({@link splitLast}), so that workers finish together.
  * Why not a durable pull consumer: a pull consumer hands each worker an interleaved subset of
  * sequences, and redelivers unacknowledged ones to anyone, so a worker's checkpoint would not be
  * a contiguous range `[start, end)` and replay by range would not hold. Segments keep checkpoints
@@ -150,7 +152,10 @@ export async function runWorker(store: Store, pipeline: LoadedPipeline, options:
       try {
         await ensureSegments(pgStore, source, group, streamId, size);
         outages = 0;
-        const segment = await claim(pgStore, ordered, group, streamId, workerId, leaseMs);
+        const claimed = await claim(pgStore, ordered, group, streamId, workerId, leaseMs);
+        // At the end of a backlog, halve the last segment while another worker is busy, so that the
+        // workers finish together rather than one waiting out the other's last segment.
+        const segment = claimed === undefined || ordered ? claimed : await splitLast(pgStore, group, streamId, claimed, workerId, minPiece(size));
         if (segment !== undefined) {
           const r = await withLease(pgStore, 'segment', { group, streamId, start: segment.start_offset }, workerId, leaseMs, () =>
             processSegment(pgStore, pipeline, source, group, segment, workerId, stepCache, ordered),
@@ -249,6 +254,52 @@ async function claim(store: PostgresStore, ordered: boolean, group: string, stre
     ),
   );
   return r.rows[0];
+}
+
+/** The smallest piece {@link splitLast} leaves: an eighth of a segment, and at least 100 offsets. */
+function minPiece(size: number): number {
+  return Math.max(100, Math.ceil(size / 8));
+}
+
+/**
+ * When the segment just claimed (a first attempt) was the last open one and another worker is
+ * still running one, keep its first half and leave the second half open: the last segments of a
+ * backlog get smaller and smaller (down to `min` offsets), and the workers finish within a small
+ * piece of each other instead of one idling through the other's last full segment. Segments stay
+ * contiguous and each is still one checkpoint. Never splits a segment taken over from another
+ * worker (its dead attempt may have committed a checkpoint for the whole range).
+ */
+async function splitLast(store: PostgresStore, group: string, streamId: string, segment: SegmentRow, workerId: string, min: number): Promise<SegmentRow> {
+  const { start_offset: start, end_offset: end } = segment;
+  if (segment.attempts !== 1 || end - start < 2 * min) return segment;
+  return store.withClient((c) =>
+    inTransaction(c, async () => {
+      // Under the lock that cuts segments: the stream's covered end (max(end_offset)) stays the same.
+      await c.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`provenant.segments.${group}.${streamId}`]);
+      const r = await c.query<{ open: number; others: number }>(
+        `SELECT count(*) FILTER (WHERE status = 'open')::int AS open,
+                count(*) FILTER (WHERE status = 'running' AND worker <> $3 AND lease_until >= ${NOW_US})::int AS others
+         FROM work_segments WHERE grp = $1 AND stream = $2`,
+        [group, streamId, workerId],
+      );
+      const row = r.rows[0];
+      if (row === undefined || row.open > 0 || row.others === 0) return segment;
+      const mid = start + Math.ceil((end - start) / 2);
+      const cut = await c.query(`UPDATE work_segments SET end_offset = $4 WHERE grp = $1 AND stream = $2 AND start_offset = $3 AND worker = $5 AND status = 'running' AND end_offset = $6`, [
+        group,
+        streamId,
+        start,
+        mid,
+        workerId,
+        end,
+      ]);
+      if (cut.rowCount !== 1) return segment;
+      await c.query(`INSERT INTO work_segments (grp, stream, start_offset, end_offset, status) VALUES ($1, $2, $3, $4, 'open')`, [group, streamId, mid, end]);
+      // Sent on commit: an idle worker takes the second half at once.
+      await notifyWork(c, store.schema);
+      return { ...segment, end_offset: mid };
+    }),
+  );
 }
 
 /** The last COMPLETE checkpoint of the (done) segment that ends where `start` begins, or undefined for the stream's first segment. */

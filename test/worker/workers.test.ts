@@ -375,6 +375,60 @@ export default definePipeline({ name: 'counting', steps: [{ id: 'tag', module: '
     expect(done).toMatchObject({ status: 'done', result: { diverged: 0, matched: total } });
   }, 240_000);
 
+  it('the last open segment is halved while another worker is busy, down to an eighth of --segment-size; alone, a worker never splits', async () => {
+    const total = 1000;
+    const name = await publish(total);
+    const streamId = `jetstream:${name}`;
+    // Alone: segments of exactly --segment-size (the last one cut at the stream's end).
+    const alone = freshPgUrl('alone');
+    await cliJson(['migrate', '--store', alone, '--json']);
+    const a = startWorker(pipeline, alone, name, ['--segment-size', '400']);
+    expect(await a.exit, a.stderr).toBe(0);
+    const aloneSchema = new URL(alone).searchParams.get('schema') as string;
+    const aloneSegs = await rawPg((c) => c.query<{ s: string; e: string }>(`SELECT start_offset AS s, end_offset AS e FROM ${aloneSchema}.work_segments ORDER BY start_offset`));
+    expect(aloneSegs.rows.map((r) => [Number(r.s), Number(r.e)])).toEqual([[1, 401], [401, 801], [801, 1001]]);
+
+    // Busy elsewhere: another worker (alive, its lease far ahead) holds [1, 201); this worker takes
+    // the rest, [201, 1001), the last open segment — and halves it each time it takes the last one.
+    const store = freshPgUrl('split');
+    await cliJson(['migrate', '--store', store, '--json']);
+    const schema = new URL(store).searchParams.get('schema') as string;
+    await rawPg((c) =>
+      c.query(`INSERT INTO ${schema}.work_segments (grp, stream, start_offset, end_offset, status, attempts, worker, lease_until)
+               VALUES ('keyed', $1, 1, 201, 'running', 1, 'elsewhere:1', (extract(epoch from clock_timestamp()) * 1000000)::bigint + 600000000)`, [streamId]),
+    );
+    const w = startWorker(pipeline, store, name, ['--segment-size', '800'], { drain: false });
+    await waitFor(() => w.events.some((e) => e.kind === 'idle'), 120_000, 'the worker to run out of segments');
+    w.child.kill('SIGTERM');
+    expect(await w.exit, w.stderr).toBe(0);
+    const segs = await rawPg((c) =>
+      c.query<{ s: string; e: string; status: string; worker: string }>(`SELECT start_offset AS s, end_offset AS e, status, worker FROM ${schema}.work_segments ORDER BY start_offset`),
+    );
+    // 800 → 400 | 400 → 200 | 200 → 100 | 100 (an eighth of 800: not split again).
+    expect(segs.rows.map((r) => [Number(r.s), Number(r.e), r.status])).toEqual([
+      [1, 201, 'running'],
+      [201, 601, 'done'],
+      [601, 801, 'done'],
+      [801, 901, 'done'],
+      [901, 1001, 'done'],
+    ]);
+    // Each piece is one COMPLETE checkpoint over exactly its range.
+    const cps = await rawPg((c) =>
+      c.query<{ s: string; e: string }>(
+        `SELECT cp.start_offset AS s, e.end_offset AS e FROM ${schema}.checkpoints cp JOIN ${schema}.checkpoint_ends e ON e.checkpoint = cp.seq AND e.status = 'COMPLETE' WHERE cp.stream = $1 ORDER BY cp.start_offset`,
+        [streamId],
+      ),
+    );
+    expect(cps.rows.map((r) => [Number(r.s), Number(r.e)])).toEqual([
+      [201, 601],
+      [601, 801],
+      [801, 901],
+      [901, 1001],
+    ]);
+    const outputs = await completeOutputs(store, streamId);
+    expect(outputs.offsets).toEqual(Array.from({ length: 800 }, (_, i) => i + 201));
+  }, 240_000);
+
   it('PostgreSQL away for longer than the store retries: the cut attempt is ended, the segment done again by a new run, and the worker goes on', async () => {
     // Each record takes a few ms, so the outage finds the worker in the middle of a segment and its
     // checkpoint's commit fails for good (the store gives up after retry_ms).

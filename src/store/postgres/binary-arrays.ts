@@ -62,26 +62,24 @@ export function int8Array(values: readonly (number | null | undefined)[]): Buffe
 
 /** An `int[]` (int4). */
 export function int4Array(values: readonly number[]): Buffer {
-  const buf = header(values.length, 4, INT4_OID, false);
-  let p = HEADER_BYTES;
-  for (const v of values) {
-    checkInteger(v, -2147483648, 2147483647, 'int4');
-    buf.writeInt32BE(4, p);
-    buf.writeInt32BE(v, p + 4);
-    p += 8;
-  }
-  return buf;
+  return smallIntArray(values, 4, INT4_OID, 'int4');
 }
 
 /** A `smallint[]` (int2). */
 export function int2Array(values: readonly number[]): Buffer {
-  const buf = header(values.length, 2, INT2_OID, false);
+  return smallIntArray(values, 2, INT2_OID, 'int2');
+}
+
+function smallIntArray(values: readonly number[], size: 2 | 4, oid: number, what: string): Buffer {
+  const limit = size === 4 ? 2147483648 : 32768;
+  const buf = header(values.length, size, oid, false);
   let p = HEADER_BYTES;
   for (const v of values) {
-    checkInteger(v, -32768, 32767, 'int2');
-    buf.writeInt32BE(2, p);
-    buf.writeInt16BE(v, p + 4);
-    p += 6;
+    checkInteger(v, -limit, limit - 1, what);
+    buf.writeInt32BE(size, p);
+    if (size === 4) buf.writeInt32BE(v, p + 4);
+    else buf.writeInt16BE(v, p + 4);
+    p += 4 + size;
   }
   return buf;
 }

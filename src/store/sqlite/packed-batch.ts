@@ -19,7 +19,7 @@
  *   deadLetters: u32 executionIndex u16 reasonIndex
  */
 import { ProvenantError } from '../../errors.js';
-import { RECORD_FORMAT } from '../../hash/record-hash.js';
+import { RECORD_FORMAT, RecordText } from '../../hash/record-hash.js';
 import { sha256Bytes, type ValueEncoding } from '../../hash/canonical.js';
 import type { AddValueOptions } from '../store.js';
 import type { CheckpointTransition, ExecutionBatch, ExecutionContext, ExecutionWrite, ValueWrite } from '../records.js';
@@ -458,8 +458,7 @@ const K_STATUS = ascii(',"status":');
  * startedUs status streamId v. A test holds it equal to `executionRecordHash` (the definition).
  */
 class RecordHasher {
-  #out = Buffer.allocUnsafe(2048);
-  #p = 0;
+  readonly #t = new RecordText();
   /** `{"contextHash":"…","endedUs":` per context. */
   readonly #contexts: Buffer[];
   /** `,"functionId":…,"functionVersionHash":"…","id":"` per step. */
@@ -480,99 +479,53 @@ class RecordHasher {
 
   /** The 32-byte record hash of the execution whose fields are at `f` in `b`. */
   hash(b: Buffer, f: PackedFields): Buffer {
-    this.#p = 0;
-    this.#put(this.#contexts[f.context] as Buffer);
-    this.#number(f.endedUs);
-    this.#put(K_ERROR);
+    const t = this.#t;
+    t.reset();
+    t.put(this.#contexts[f.context] as Buffer);
+    t.number(f.endedUs);
+    t.put(K_ERROR);
     this.#quotedHashOrNull(b, f.errorAt);
-    this.#put(this.#steps[f.step] as Buffer);
-    this.#copy(b, f.idAt, UUID_TEXT);
-    this.#put(K_INPUT_ENCODINGS);
+    t.put(this.#steps[f.step] as Buffer);
+    t.copyFrom(b, f.idAt, UUID_TEXT);
+    t.put(K_INPUT_ENCODINGS);
     for (let k = 0; k < f.nInputs; k++) {
-      if (k > 0) this.#put(COMMA);
-      this.#put(f.encodings !== null && f.encodings[k + 1] === 1 ? BYTES_ENC : JSON_ENC);
+      if (k > 0) t.put(COMMA);
+      t.put(f.encodings !== null && f.encodings[k + 1] === 1 ? BYTES_ENC : JSON_ENC);
     }
-    this.#put(K_INPUT_HASHES);
+    t.put(K_INPUT_HASHES);
     for (let k = 0; k < f.nInputs; k++) {
-      this.#put(k === 0 ? QUOTE : COMMA_QUOTE);
-      this.#copy(b, f.inputsAt + k * HASH_TEXT, HASH_TEXT);
-      this.#put(QUOTE);
+      t.put(k === 0 ? QUOTE : COMMA_QUOTE);
+      t.copyFrom(b, f.inputsAt + k * HASH_TEXT, HASH_TEXT);
+      t.put(QUOTE);
     }
-    this.#put(K_NONDETERMINISM);
+    t.put(K_NONDETERMINISM);
     this.#quotedHashOrNull(b, f.nondeterminismAt);
-    this.#put(K_OFFSET);
-    if (f.offset === null) this.#put(NULL);
-    else this.#number(f.offset);
-    this.#put(K_OUTPUT_ENCODING);
-    this.#put(f.encodings !== null && f.encodings[0] === 1 ? BYTES_ENC : JSON_ENC);
-    this.#put(K_OUTPUT);
+    t.put(K_OFFSET);
+    if (f.offset === null) t.put(NULL);
+    else t.number(f.offset);
+    t.put(K_OUTPUT_ENCODING);
+    t.put(f.encodings !== null && f.encodings[0] === 1 ? BYTES_ENC : JSON_ENC);
+    t.put(K_OUTPUT);
     this.#quotedHashOrNull(b, f.outputAt);
-    this.#put(K_PARAMS);
-    this.#copy(b, f.paramsAt, HASH_TEXT);
-    this.#put(QUOTE);
-    this.#put(this.#runs[f.run] as Buffer);
-    this.#number(f.startedUs);
-    this.#put(K_STATUS);
-    this.#put(f.status === 0 ? OK : FAILED);
-    this.#put(f.stream < 0 ? this.#noStream : (this.#streams[f.stream] as Buffer));
-    return sha256Bytes(this.#out.subarray(0, this.#p));
-  }
-
-  #ensure(n: number): void {
-    if (this.#p + n <= this.#out.length) return;
-    const next = Buffer.allocUnsafe(Math.max(this.#out.length * 2, this.#p + n));
-    this.#out.copy(next, 0, 0, this.#p);
-    this.#out = next;
-  }
-
-  #put(bytes: Buffer): void {
-    this.#ensure(bytes.length);
-    this.#out.set(bytes, this.#p);
-    this.#p += bytes.length;
-  }
-
-  /** Copy ASCII text from the packed batch (a short loop: no view allocated per copy). */
-  #copy(b: Buffer, at: number, length: number): void {
-    this.#ensure(length);
-    const out = this.#out;
-    let p = this.#p;
-    for (let i = at, end = at + length; i < end; i++) out[p++] = b[i] as number;
-    this.#p = p;
+    t.put(K_PARAMS);
+    t.copyFrom(b, f.paramsAt, HASH_TEXT);
+    t.put(QUOTE);
+    t.put(this.#runs[f.run] as Buffer);
+    t.number(f.startedUs);
+    t.put(K_STATUS);
+    t.put(f.status === 0 ? OK : FAILED);
+    t.put(f.stream < 0 ? this.#noStream : (this.#streams[f.stream] as Buffer));
+    return sha256Bytes(t.text());
   }
 
   #quotedHashOrNull(b: Buffer, at: number): void {
     if (at < 0) {
-      this.#put(NULL);
+      this.#t.put(NULL);
       return;
     }
-    this.#put(QUOTE);
-    this.#copy(b, at, HASH_TEXT);
-    this.#put(QUOTE);
-  }
-
-  /** ECMAScript's shortest form of a finite number (RFC 8785): digits written directly for safe integers. */
-  #number(n: number): void {
-    if (!Number.isSafeInteger(n)) {
-      const text = String(n);
-      this.#ensure(text.length);
-      this.#p += this.#out.write(text, this.#p, 'latin1');
-      return;
-    }
-    this.#ensure(17);
-    const out = this.#out;
-    if (n < 0) {
-      out[this.#p++] = 45; // -
-      n = -n;
-    }
-    let digits = 1;
-    for (let x = n; x >= 10; x = Math.floor(x / 10)) digits++;
-    let p = this.#p + digits;
-    this.#p = p;
-    do {
-      const q = Math.floor(n / 10);
-      out[--p] = 48 + (n - q * 10);
-      n = q;
-    } while (n > 0);
+    this.#t.put(QUOTE);
+    this.#t.copyFrom(b, at, HASH_TEXT);
+    this.#t.put(QUOTE);
   }
 }
 
