@@ -276,6 +276,17 @@ async function splitLast(store: PostgresStore, group: string, streamId: string, 
     inTransaction(c, async () => {
       // Under the lock that cuts segments: the stream's covered end (max(end_offset)) stays the same.
       await c.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`provenant.segments.${group}.${streamId}`]);
+      const mine = await c.query<{ end: number }>(`SELECT end_offset AS end FROM work_segments WHERE grp = $1 AND stream = $2 AND start_offset = $3 AND worker = $4 AND status = 'running'`, [
+        group,
+        streamId,
+        start,
+        workerId,
+      ]);
+      const current = mine.rows[0]?.end;
+      // Not ours any more (the lease passed): nothing to split, and the commit guard refuses its checkpoint.
+      if (current === undefined) return segment;
+      // A try whose reply was lost after its commit (the store retries on a lost connection) split it already.
+      if (Number(current) !== end) return { ...segment, end_offset: Number(current) };
       const r = await c.query<{ open: number; others: number }>(
         `SELECT count(*) FILTER (WHERE status = 'open')::int AS open,
                 count(*) FILTER (WHERE status = 'running' AND worker <> $3 AND lease_until >= ${NOW_US})::int AS others
@@ -285,15 +296,7 @@ async function splitLast(store: PostgresStore, group: string, streamId: string, 
       const row = r.rows[0];
       if (row === undefined || row.open > 0 || row.others === 0) return segment;
       const mid = start + Math.ceil((end - start) / 2);
-      const cut = await c.query(`UPDATE work_segments SET end_offset = $4 WHERE grp = $1 AND stream = $2 AND start_offset = $3 AND worker = $5 AND status = 'running' AND end_offset = $6`, [
-        group,
-        streamId,
-        start,
-        mid,
-        workerId,
-        end,
-      ]);
-      if (cut.rowCount !== 1) return segment;
+      await c.query(`UPDATE work_segments SET end_offset = $4 WHERE grp = $1 AND stream = $2 AND start_offset = $3`, [group, streamId, start, mid]);
       await c.query(`INSERT INTO work_segments (grp, stream, start_offset, end_offset, status) VALUES ($1, $2, $3, $4, 'open')`, [group, streamId, mid, end]);
       // Sent on commit: an idle worker takes the second half at once.
       await notifyWork(c, store.schema);
