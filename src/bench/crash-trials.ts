@@ -49,6 +49,8 @@ export interface CrashTrialReport {
   readonly resumes: number;
   readonly outputs: number;
   readonly checkpoints: number;
+  /** How long the last (unkilled) run took from its `ready` line to its exit: what a kill window should span. */
+  readonly lastRunMs: number;
 }
 
 /** A problem found by a trial, with what is needed to look into it. */
@@ -105,6 +107,8 @@ interface ChildOutcome {
   readonly killed: boolean;
   readonly committed: string[];
   readonly runId: string | undefined;
+  /** From the child's `ready` line to its exit (0 when it never got ready). */
+  readonly runMs: number;
 }
 
 async function runChild(script: string, args: string[], killAfterMs: number | undefined): Promise<ChildOutcome> {
@@ -113,6 +117,7 @@ async function runChild(script: string, args: string[], killAfterMs: number | un
   let runId: string | undefined;
   let stderr = '';
   let buffer = '';
+  let readyAt = 0;
   let ready!: () => void;
   const isReady = new Promise<void>((r) => (ready = r));
   proc.stdout.setEncoding('utf8');
@@ -122,7 +127,10 @@ async function runChild(script: string, args: string[], killAfterMs: number | un
     while ((nl = buffer.indexOf('\n')) >= 0) {
       const line = buffer.slice(0, nl);
       buffer = buffer.slice(nl + 1);
-      if (line === 'ready') ready();
+      if (line === 'ready') {
+        readyAt = performance.now();
+        ready();
+      }
       else if (line.startsWith('committed ')) committed.push(line.slice(10));
       else if (line.startsWith('done ')) runId = line.slice(5);
     }
@@ -139,9 +147,10 @@ async function runChild(script: string, args: string[], killAfterMs: number | un
     }
   }
   const { code, signal } = await exited;
-  if (signal !== null && killed) return { killed: true, committed, runId };
+  const runMs = readyAt === 0 ? 0 : performance.now() - readyAt;
+  if (signal !== null && killed) return { killed: true, committed, runId, runMs };
   if (code !== 0) throw new Error(`child ${args[0]} exited with ${code}: ${stderr.slice(-2000)}`);
-  return { killed: killed && signal === 'SIGKILL', committed, runId };
+  return { killed: killed && signal === 'SIGKILL', committed, runId, runMs };
 }
 
 /** Prepare a trial folder: the step modules and a store with the flights stream. */
@@ -234,12 +243,14 @@ export async function crashTrial(options: CrashTrialOptions = {}): Promise<Crash
   let runId: string | undefined;
   let checkpoints = 0;
   let mode: 'start' | 'resume' = 'start';
+  let lastRunMs = 0;
   for (;;) {
     const kill = delays.length < maxKills ? Math.round(lo + random() * (hi - lo)) : undefined;
     if (mode === 'resume') resumes++;
     const outcome = await runChild(script, [mode, storeDir, dir, out, String(every), runId ?? ''], kill);
     if (!outcome.killed) {
       runId = outcome.runId;
+      lastRunMs = outcome.runMs;
       break;
     }
     delays.push(kill ?? 0);
@@ -254,7 +265,7 @@ export async function crashTrial(options: CrashTrialOptions = {}): Promise<Crash
   }
   const outputs = checkSink(out, records, dir);
   rmSync(dir, { recursive: true, force: true });
-  return { kills: delays.length, killDelaysMs: delays, committedBeforeKills, resumes, outputs, checkpoints };
+  return { kills: delays.length, killDelaysMs: delays, committedBeforeKills, resumes, outputs, checkpoints, lastRunMs };
 }
 
 function findRun(storeDir: string): { id: string; ended: boolean } | undefined {

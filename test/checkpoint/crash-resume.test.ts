@@ -12,9 +12,16 @@ import { ensureDist } from '../helpers/dist.js';
 import { DIST_INDEX } from '../helpers/paths.js';
 
 const TRIALS = 20;
+/** The kill window: most of how long an unkilled run takes on this machine (measured first). */
+let killWindowMs: [number, number] = [0, 1100];
 
 beforeAll(async () => {
   await ensureDist();
+  // Kills at random moments must land while the run is running: a faster machine (or a faster
+  // build) finishes 10,000 records sooner, so the window follows a run measured here and now.
+  const calibration = await crashTrial({ records: 10_000, checkpointEvery: 250, maxKills: 0, distIndex: DIST_INDEX });
+  expect(calibration.outputs).toBe(10_000);
+  killWindowMs = [0, Math.max(200, Math.round(calibration.lastRunMs * 0.9))];
 }, 180_000);
 
 describe('SIGKILL at random moments, then resume', () => {
@@ -22,7 +29,7 @@ describe('SIGKILL at random moments, then resume', () => {
 
   for (let i = 1; i <= TRIALS; i++) {
     it(`trial ${i}: every COMPLETE checkpoint survives, and the sink ends with each output exactly once`, async () => {
-      const report = await crashTrial({ records: 10_000, checkpointEvery: 250, maxKills: 1 + (i % 3), killWindowMs: [0, 1100], distIndex: DIST_INDEX });
+      const report = await crashTrial({ records: 10_000, checkpointEvery: 250, maxKills: 1 + (i % 3), killWindowMs, distIndex: DIST_INDEX });
       reports.push(report);
       expect(report.outputs).toBe(10_000);
     }, 60_000);
