@@ -14,7 +14,6 @@ import type { AddValueOptions, ExecutionBatchBuilder } from '../store.js';
 import type { ExecutionContext, ExecutionWrite, ValueWrite } from '../records.js';
 import { encodeEncodings } from '../sqlite/packed-batch.js';
 
-
 /** The hex digest of a content hash, validated. */
 export function hexOf(hash: string, what: string): string {
   if (!isContentHash(hash)) {
