@@ -68,7 +68,7 @@ export function addScaleCommands(program: Command): void {
     .option('--nats <url>', 'NATS server (default nats://127.0.0.1:4222, or PROVENANT_NATS)')
     .option('--subject <subject>', 'only messages on this subject')
     .option('--group <name>', 'workers of one group share the stream (default: the pipeline name)')
-    .option('--segment-size <n>', 'offsets per segment and checkpoint (default 1000)', positiveInt('--segment-size'))
+    .option('--segment-size <n>', 'offsets per segment and checkpoint (default 1000; the last segments of a backlog are halved, down to an eighth, while other workers are busy)', positiveInt('--segment-size'))
     .option('--lease <ms>', 'lease length in ms, renewed every third of it (default 30000)', positiveInt('--lease'))
     .option('--poll <ms>', 'when idle, look for work this often in ms; other workers wake it sooner when there is some (default 500)', positiveInt('--poll'))
     .addOption(
