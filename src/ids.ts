@@ -4,6 +4,7 @@
  */
 import { randomFillSync } from 'node:crypto';
 import { V7Generator } from 'uuidv7';
+import { hexDigit } from './hash/canonical.js';
 
 /**
  * Random bits for ids, drawn from the OS CSPRNG 16 KiB at a time rather than one syscall per id
@@ -67,16 +68,26 @@ export function isUuid(s: string): boolean {
   return true;
 }
 
+/** Write the 16 bytes of a UUID string the caller has validated ({@link isUuid}) into `out` at `at`. */
+export function writeUuid(id: string, out: Uint8Array, at: number): void {
+  let p = at;
+  for (let i = 0; i < 36; i += 2) {
+    if (i === 8 || i === 13 || i === 18 || i === 23) i++;
+    out[p++] = (hexDigit(id.charCodeAt(i)) << 4) | hexDigit(id.charCodeAt(i + 1));
+  }
+}
+
 /** The 16 bytes of a UUID string. */
 export function uuidToBytes(id: string): Buffer {
   if (!isUuid(id)) throw new TypeError(`not a UUID: ${id}`);
-  return Buffer.from(id.replaceAll('-', ''), 'hex');
+  const bytes = Buffer.allocUnsafe(16);
+  writeUuid(id, bytes, 0);
+  return bytes;
 }
 
 /** The UUID string of 16 bytes. */
 export function uuidFromBytes(bytes: Uint8Array): string {
-  const h = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+  return uuidText(bytes);
 }
 
 /** Microseconds since the Unix epoch, from the high-resolution clock. */

@@ -131,6 +131,17 @@ export function isContentHash(s: string): s is ContentHash {
   return true;
 }
 
+/** The value of a lowercase hex digit, given its character code (the caller has validated it). */
+export const hexDigit = (c: number): number => (c <= 57 ? c - 48 : c - 87);
+
+/**
+ * Write the 32 digest bytes of a content hash the caller has validated into `out` at `at`:
+ * decoded from the string in place, without slicing it or calling into C++ per hash.
+ */
+export function writeDigest(hash: string, out: Uint8Array, at: number): void {
+  for (let i = 0, c = 7; i < 32; i++, c += 2) out[at + i] = (hexDigit(hash.charCodeAt(c)) << 4) | hexDigit(hash.charCodeAt(c + 1));
+}
+
 /** The 32 raw digest bytes of a content hash (for compact storage). */
 export function hashToBytes(hash: string): Buffer {
   if (!isContentHash(hash)) throw new TypeError(`not a content hash: ${hash}`);

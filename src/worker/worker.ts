@@ -34,6 +34,7 @@
  * `max_attempts`.
  */
 import { hostname } from 'node:os';
+import type pg from 'pg';
 import { endAbandoned, runChain } from '../checkpoint/chain.js';
 import { ProvenantError, errorMessage } from '../errors.js';
 import { canonicalize, type ContentHash, type JsonValue } from '../hash/canonical.js';
@@ -197,6 +198,11 @@ export async function runWorker(store: Store, pipeline: LoadedPipeline, options:
   return { workerId, segments, records, jobs };
 }
 
+/** Take the transaction-level lock under which a group's segments of a stream are cut or split. */
+async function lockSegments(c: pg.ClientBase, group: string, streamId: string): Promise<void> {
+  await c.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`provenant.segments.${group}.${streamId}`]);
+}
+
 /** Cut the part of the stream not yet in segments into segments (one worker at a time). */
 async function ensureSegments(store: PostgresStore, source: JetStreamSource, group: string, streamId: string, size: number): Promise<void> {
   const { firstSeq, lastSeq } = await source.bounds();
@@ -206,7 +212,7 @@ async function ensureSegments(store: PostgresStore, source: JetStreamSource, gro
     if (from > lastSeq) return;
     await c.query('BEGIN');
     try {
-      await c.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`provenant.segments.${group}.${streamId}`]);
+      await lockSegments(c, group, streamId);
       const again = await c.query<{ end: number | null }>('SELECT max(end_offset) AS end FROM work_segments WHERE grp = $1 AND stream = $2', [group, streamId]);
       const starts: number[] = [];
       const ends: number[] = [];
@@ -275,7 +281,7 @@ async function splitLast(store: PostgresStore, group: string, streamId: string, 
   return store.withClient((c) =>
     inTransaction(c, async () => {
       // Under the lock that cuts segments: the stream's covered end (max(end_offset)) stays the same.
-      await c.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`provenant.segments.${group}.${streamId}`]);
+      await lockSegments(c, group, streamId);
       const mine = await c.query<{ end: number }>(`SELECT end_offset AS end FROM work_segments WHERE grp = $1 AND stream = $2 AND start_offset = $3 AND worker = $4 AND status = 'running'`, [
         group,
         streamId,

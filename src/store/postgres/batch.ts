@@ -8,7 +8,7 @@
  */
 import { ProvenantError } from '../../errors.js';
 import { isUuid } from '../../ids.js';
-import { canonicalize, isContentHash } from '../../hash/canonical.js';
+import { canonicalize, isContentHash, writeDigest } from '../../hash/canonical.js';
 import { executionRecordHash } from '../../hash/record-hash.js';
 import type { AddValueOptions, ExecutionBatchBuilder } from '../store.js';
 import type { ExecutionContext, ExecutionWrite, ValueWrite } from '../records.js';
@@ -38,9 +38,6 @@ export interface BatchValue {
   readonly size: number;
 }
 
-/** The value of a lowercase hex digit's character code. */
-const nibble = (c: number): number => (c <= 57 ? c - 48 : c - 87);
-
 /**
  * Bytes of a batch's digests (and small byte strings) laid end to end: sent to PostgreSQL as ONE
  * binary parameter, each row picking its pieces out by offset (`substring`), rather than as
@@ -57,23 +54,11 @@ export class ByteHeap {
     this.#buf = next;
   }
 
-  /** Append a digest given as 64 hex digits; returns its offset. */
-  addHex(hex: string): number {
-    this.#room(32);
-    const at = this.#len;
-    this.#len += this.#buf.write(hex, at, 32, 'hex');
-    return at;
-  }
-
-  /**
-   * Append the digest of a content hash already validated (`sha256:` and 64 lowercase hex digits);
-   * returns its offset. Decoded here, without slicing the string or a call into C++ per hash.
-   */
+  /** Append the digest of a content hash already validated (`sha256:` and 64 lowercase hex digits); returns its offset. */
   addHash(hash: string): number {
     this.#room(32);
     const at = this.#len;
-    const buf = this.#buf;
-    for (let i = 0, c = 7; i < 32; i++, c += 2) buf[at + i] = (nibble(hash.charCodeAt(c)) << 4) | nibble(hash.charCodeAt(c + 1));
+    writeDigest(hash, this.#buf, at);
     this.#len += 32;
     return at;
   }
@@ -222,13 +207,14 @@ export class PgBatch implements ExecutionBatchBuilder {
   addExecution(e: ExecutionWrite): void {
     checkUuid(e.id);
     // Everything is validated before anything is appended: a refused execution leaves no trace.
-    const inputs = e.inputHashes.length === 1 ? null : e.inputHashes.map((h) => hexOf(h, 'input hash'));
-    if (inputs === null && e.inputHashes[0] !== this.#lastOutput) hexOf(e.inputHashes[0] as string, 'input hash');
+    const single = e.inputHashes.length === 1;
+    if (!single) for (const h of e.inputHashes) hexOf(h, 'input hash');
+    else if (e.inputHashes[0] !== this.#lastOutput) hexOf(e.inputHashes[0] as string, 'input hash');
     if (e.outputHash !== null) hexOf(e.outputHash, 'output hash');
     if (!this.#recurring.has(e.paramsHash)) hexOf(e.paramsHash, 'params hash');
     if (!this.#recurring.has(e.contextHash)) hexOf(e.contextHash, 'context hash');
-    const error = e.errorHash === null ? null : hexOf(e.errorHash, 'error hash');
-    const nondeterminism = e.nondeterminismHash === null ? null : hexOf(e.nondeterminismHash, 'nondeterminism hash');
+    if (e.errorHash !== null) hexOf(e.errorHash, 'error hash');
+    if (e.nondeterminismHash !== null) hexOf(e.nondeterminismHash, 'nondeterminism hash');
     if (!Number.isSafeInteger(e.startedUs) || !Number.isSafeInteger(e.endedUs) || (e.offset !== null && !Number.isSafeInteger(e.offset))) {
       throw new ProvenantError('INPUT_INVALID', `execution ${e.id}: its times and offset must be whole numbers`, { context: { executionId: e.id } });
     }
@@ -254,12 +240,12 @@ export class PgBatch implements ExecutionBatchBuilder {
     c.contextAt.push(contextAt);
     // The input before the output: the input may be the previous execution's output.
     let inputsAt = -1;
-    if (inputs === null) {
+    if (single) {
       inputsAt = this.#inputDigest(e.inputHashes[0] as string);
     } else {
       // Several inputs lie side by side (one slice per execution).
-      for (const h of inputs) {
-        const at = heap.addHex(h);
+      for (const h of e.inputHashes) {
+        const at = heap.addHash(h);
         if (inputsAt < 0) inputsAt = at;
       }
     }
@@ -271,8 +257,8 @@ export class PgBatch implements ExecutionBatchBuilder {
       this.#lastOutput = e.outputHash;
       this.#lastOutputAt = at;
     }
-    c.errorAt.push(error === null ? -1 : heap.addHex(error));
-    c.nondeterminismAt.push(nondeterminism === null ? -1 : heap.addHex(nondeterminism));
+    c.errorAt.push(e.errorHash === null ? -1 : heap.addHash(e.errorHash));
+    c.nondeterminismAt.push(e.nondeterminismHash === null ? -1 : heap.addHash(e.nondeterminismHash));
     c.inputsAt.push(inputsAt < 0 ? 0 : inputsAt);
     c.inputsLength.push(e.inputHashes.length * 32);
     c.encodingsAt.push(encodings === null ? -1 : heap.addBytes(encodings));

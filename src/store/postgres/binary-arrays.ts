@@ -10,6 +10,8 @@
  * NULL) and its bytes, all big-endian.
  */
 
+import { writeUuid } from '../../ids.js';
+
 /** Element types (their `pg_type` oids). */
 const INT2_OID = 21;
 const INT4_OID = 23;
@@ -84,19 +86,14 @@ function smallIntArray(values: readonly number[], size: 2 | 4, oid: number, what
   return buf;
 }
 
-const nibble = (c: number): number => (c <= 57 ? c - 48 : c - 87);
-
 /** A `uuid[]` of canonical lowercase UUID strings (validated by the caller). */
 export function uuidArray(ids: readonly string[]): Buffer {
   const buf = header(ids.length, 16, UUID_OID, false);
   let p = HEADER_BYTES;
   for (const id of ids) {
     buf.writeInt32BE(16, p);
-    p += 4;
-    for (let i = 0; i < 36; i++) {
-      if (i === 8 || i === 13 || i === 18 || i === 23) continue;
-      buf[p++] = (nibble(id.charCodeAt(i)) << 4) | nibble(id.charCodeAt(++i));
-    }
+    writeUuid(id, buf, p + 4);
+    p += 20;
   }
   return buf;
 }

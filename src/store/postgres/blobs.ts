@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type pg from 'pg';
 import { BlobCorruptError, BlobMissingError } from '../../errors.js';
-import type { ContentHash } from '../../hash/canonical.js';
+import { writeDigest, type ContentHash } from '../../hash/canonical.js';
 import { ByteHeap, type BatchValue } from './batch.js';
 import { int4Array } from './binary-arrays.js';
 
@@ -36,35 +36,35 @@ const digestOf = (hash: string): Buffer => Buffer.from(hash.slice(7), 'hex');
  */
 export async function insertBlobs(client: pg.ClientBase, values: Iterable<{ hash: string; bytes: Buffer }>): Promise<void> {
   const heap = new ByteHeap();
-  const placed: BatchValue[] = [];
+  const placed = new Map<string, BatchValue>();
   for (const v of values) {
     if (v.bytes.byteLength > CHUNKED_ABOVE) await insertChunked(client, digestOf(v.hash), v.bytes);
-    else placed.push({ hash: v.hash, at: heap.addBytes(v.bytes), size: v.bytes.byteLength });
+    else placed.set(v.hash, { hash: v.hash, at: heap.addBytes(v.bytes), size: v.bytes.byteLength });
   }
   await insertBlobHeap(client, heap.bytes(), placed);
 }
 
 /**
- * Insert blobs whose bytes lie in one buffer (a batch's value heap), within the caller's
- * transaction; ones already stored are skipped, large ones go in chunks.
+ * Insert blobs whose bytes lie in one buffer (a batch's value heap), keyed by content hash, within
+ * the caller's transaction; ones already stored are skipped, large ones go in chunks.
  */
-export async function insertBlobHeap(client: pg.ClientBase, data: Buffer, values: Iterable<BatchValue>): Promise<void> {
-  const byHash = new Map<string, BatchValue>();
-  for (const v of values) {
-    if (v.size > CHUNKED_ABOVE) await insertChunked(client, digestOf(v.hash), data.subarray(v.at, v.at + v.size));
-    else byHash.set(v.hash, v);
+export async function insertBlobHeap(client: pg.ClientBase, data: Buffer, values: ReadonlyMap<string, BatchValue>): Promise<void> {
+  const order: string[] = [];
+  for (const [hash, v] of values) {
+    if (v.size > CHUNKED_ABOVE) await insertChunked(client, digestOf(hash), data.subarray(v.at, v.at + v.size));
+    else order.push(hash);
   }
-  if (byHash.size === 0) return;
+  if (order.length === 0) return;
   // In hash order: two transactions inserting overlapping sets then take their row locks in the
   // same order and cannot deadlock. (`sha256:` and lowercase hex digits sort as the digests do;
   // the default sort compares natively, without a JavaScript callback per comparison.)
-  const order = [...byHash.keys()].sort();
+  order.sort();
   const digests = Buffer.allocUnsafe(order.length * 32);
   const at = new Array<number>(order.length);
   const sizes = new Array<number>(order.length);
   for (let i = 0; i < order.length; i++) {
-    const v = byHash.get(order[i] as string) as BatchValue;
-    digests.write(v.hash.slice(7), i * 32, 32, 'hex');
+    const v = values.get(order[i] as string) as BatchValue;
+    writeDigest(v.hash, digests, i * 32);
     at[i] = v.at;
     sizes[i] = v.size;
   }

@@ -492,7 +492,7 @@ export class PostgresStore implements Store {
     // store the same new values, and a value row another worker's open transaction is inserting
     // makes this one wait until that transaction ends — inserted last, they are held only until
     // the commit, not for the whole batch.
-    await insertBlobHeap(client, batch.valueHeap.bytes(), batch.values.values());
+    await insertBlobHeap(client, batch.valueHeap.bytes(), batch.values);
     if (checkpoint?.end !== undefined && this.#commitGuard !== undefined) await this.#commitGuard(client, checkpoint);
     // The log last, under its lock (held until the commit): executions, then the ended checkpoint and its head.
     if (runLeaves.length > 0) {
